@@ -1,0 +1,64 @@
+# Local development and CI entry points. The shell plumbing lives in deploy/dev/.
+#   make run         build and run the whole stack on http://127.0.0.1:8080 (Ctrl-C stops)
+#   make deps/stop   start/stop the project-local Postgres + Redis (.data/)
+#   make test        everything CI runs (.ci/run): fmt check, clippy, build, Rust + Python tests
+#   make fmt/lint    cargo fmt / cargo clippy -D warnings
+#   make clean-data  stop Postgres + Redis and delete .data/ (all local data)
+
+# bash with errexit + pipefail: every recipe line fails its target on any error.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+DEV := deploy/dev
+# Exports USERS_DATABASE_URL, REDIS_URL, ROOKERY_TEST_ADMIN_URL, ... for the next command.
+WITH_ENV := source $(DEV)/lib.sh &&
+
+.PHONY: help run deps stop test test-rust test-python build fmt lint clean-data
+
+help:
+	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
+
+run:
+	$(DEV)/stack.sh run
+
+deps:
+	$(DEV)/deps.sh start
+
+stop:
+	$(DEV)/deps.sh stop
+
+test:
+	$(DEV)/deps.sh start
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo build --workspace --bins
+	$(MAKE) --no-print-directory test-rust
+	$(MAKE) --no-print-directory test-python
+
+# Rust unit + integration tests against the dev Postgres/Redis (each test creates its own
+# rookery_test_* database; leftovers of interrupted runs are dropped first).
+test-rust:
+	$(DEV)/deps.sh drop-test-dbs
+	$(WITH_ENV) if cargo nextest --version >/dev/null 2>&1; then \
+		cargo nextest run --workspace --no-tests=warn; \
+	else \
+		cargo test --workspace; \
+	fi
+
+# Python client test against a background stack (own ports, own database).
+test-python:
+	$(DEV)/pytest.sh
+
+build:
+	cargo build --workspace --bins
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo clippy --workspace --all-targets -- -D warnings
+
+clean-data:
+	$(DEV)/deps.sh stop
+	rm -rf .data

@@ -1,0 +1,15 @@
+//! Generated gRPC and protobuf types for every Rookery service.
+//!
+//! The `.proto` sources live in `proto/` at the workspace root, one package per service
+//! (`rookery.users.v1`, ...). Code is generated into `OUT_DIR` by `build.rs`; nothing
+//! generated is checked in.
+
+#![allow(clippy::all, unused_qualifications, missing_docs)]
+
+/// `rookery.users.v1`: accounts, credentials, OAuth apps and tokens.
+pub mod users {
+    /// Version 1 of the users API.
+    pub mod v1 {
+        tonic::include_proto!("rookery.users.v1");
+    }
+}

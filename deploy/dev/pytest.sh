@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Python client test: runs tests/python against a background stack on its own ports and
+# its own database (rookery_pytest), so it never touches the dev stack or dev data.
+# The stack is always stopped afterwards; the exit code is pytest's (or the start-up's).
+set -euo pipefail
+
+# shellcheck source=deploy/dev/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+if [[ ! -x .venv/bin/python ]]; then
+    log "creating .venv"
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q -r tests/python/requirements.txt
+
+export ROOKERY_DB=rookery_pytest GATEWAY_PORT=18080 USERS_GRPC_PORT=15051 USERS_HTTP_PORT=19101
+unset ROOKERY_DOMAIN ROOKERY_BASE_URL # derived from GATEWAY_PORT by stack.sh
+
+# EXIT traps keep the script's exit status, so a pytest failure still fails the target.
+trap 'deploy/dev/stack.sh stop-bg || true' EXIT
+deploy/dev/stack.sh start-bg
+
+ROOKERY_URL="http://127.0.0.1:${GATEWAY_PORT}" .venv/bin/python -m pytest -q tests/python

@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# Builds and runs the whole Rookery stack (rookery-users + rookery-gateway) locally.
+#
+#   stack.sh run        foreground (make run): logs on the terminal, Ctrl-C stops the
+#                       services and whichever of Postgres/Redis this run started
+#   stack.sh start-bg   background (tests): returns once the gateway is ready; pids in
+#                       .data/run/stack-<GATEWAY_PORT>.pids, logs in .data/log/*-<port>.log
+#   stack.sh stop-bg    stops the background stack of GATEWAY_PORT
+#
+# Env: PROFILE (debug|release|<cargo profile>), CARGO_TARGET_DIR, GATEWAY_PORT (8080),
+# USERS_GRPC_PORT (50051), USERS_HTTP_PORT (9101), ROOKERY_DB (rookery; start-bg drops and
+# recreates any other name), ROOKERY_DOMAIN, ROOKERY_BASE_URL, READY_TIMEOUT (60 s).
+set -euo pipefail
+
+# shellcheck source=deploy/dev/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+DEPS="$ROOT/deploy/dev/deps.sh"
+GATEWAY_PORT="${GATEWAY_PORT:-8080}"
+USERS_GRPC_PORT="${USERS_GRPC_PORT:-50051}"
+USERS_HTTP_PORT="${USERS_HTTP_PORT:-9101}"
+READY_TIMEOUT="${READY_TIMEOUT:-60}"
+GATEWAY_URL="http://127.0.0.1:${GATEWAY_PORT}"
+PIDFILE="$RUN_DIR/stack-${GATEWAY_PORT}.pids"
+
+# ---------------------------------------------------------------- build
+
+case "${PROFILE:-debug}" in
+debug | dev) PROFILE_DIR=debug CARGO_PROFILE_FLAG="" ;;
+release) PROFILE_DIR=release CARGO_PROFILE_FLAG="--release" ;;
+*) PROFILE_DIR="$PROFILE" CARGO_PROFILE_FLAG="--profile $PROFILE" ;;
+esac
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+[[ $TARGET_DIR == /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR" # cargo resolves it from the cwd (= ROOT)
+BIN_DIR="$TARGET_DIR/$PROFILE_DIR"
+
+build() {
+    log "building (cargo build --workspace --bins${CARGO_PROFILE_FLAG:+ $CARGO_PROFILE_FLAG})"
+    # shellcheck disable=SC2086 # the flag is empty or words on purpose
+    cargo build --workspace --bins ${CARGO_PROFILE_FLAG}
+    local bin
+    for bin in rookery-users rookery-gateway; do
+        [[ -x $BIN_DIR/$bin ]] || die "$BIN_DIR/$bin not found after the build"
+    done
+}
+
+# ---------------------------------------------------------------- services
+
+# Environment of each process; the same in both modes, only ports and database differ.
+users_env=(
+    USERS_DATABASE_URL="$USERS_DATABASE_URL"
+    REDIS_URL="$REDIS_URL"
+    USERS_GRPC_ADDR="127.0.0.1:${USERS_GRPC_PORT}"
+    USERS_HTTP_ADDR="127.0.0.1:${USERS_HTTP_PORT}"
+)
+gateway_env=(
+    GATEWAY_ADDR="127.0.0.1:${GATEWAY_PORT}"
+    USERS_URL="http://127.0.0.1:${USERS_GRPC_PORT}"
+    REDIS_URL="$REDIS_URL"
+    ROOKERY_DOMAIN="${ROOKERY_DOMAIN:-127.0.0.1:${GATEWAY_PORT}}"
+    ROOKERY_BASE_URL="${ROOKERY_BASE_URL:-${GATEWAY_URL}}"
+)
+
+log_file() { printf '%s/%s%s.log' "$LOG_DIR" "$1" "$LOG_SUFFIX"; }
+
+migrate() {
+    log "migrating database '$ROOKERY_DB' (rookery-users migrate)"
+    env "${users_env[@]}" "$BIN_DIR/rookery-users" migrate
+}
+
+# start_service NAME ENV... -- sets LAST_PID. In the foreground mode the output goes to
+# the terminal prefixed with [NAME] and is also appended to the log file; in the
+# background mode only to the log file.
+LAST_PID=""
+start_service() {
+    local name=$1 log
+    shift
+    log="$(log_file "$name")"
+    if [[ $MODE == run ]]; then
+        # The prefixer ignores INT/TERM so it prints the services' shutdown logs too; it
+        # exits when the service closes its output.
+        env "$@" "$BIN_DIR/rookery-$name" > >(
+            trap '' INT TERM
+            tee -a "$log" | sed -u "s/^/[$name] /"
+        ) 2>&1 &
+    else
+        nohup env "$@" "$BIN_DIR/rookery-$name" >>"$log" 2>&1 </dev/null &
+    fi
+    LAST_PID=$!
+    echo "$LAST_PID" >>"$PIDFILE"
+    log "started rookery-$name (pid $LAST_PID, log $log)"
+}
+
+# Only signal pids that still are our binaries (a stale pid file may name a reused pid).
+is_ours() {
+    local comm
+    comm="$(cat "/proc/$1/comm" 2>/dev/null || true)"
+    [[ $comm == rookery-* ]]
+}
+
+# stop_pids PID...: SIGTERM, up to 10 s for a graceful drain, then SIGKILL.
+stop_pids() {
+    local pid live=() i
+    for pid in "$@"; do
+        is_ours "$pid" && live+=("$pid")
+    done
+    ((${#live[@]} > 0)) || return 0
+    log "stopping pids ${live[*]}"
+    kill -TERM "${live[@]}" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        local still=()
+        for pid in "${live[@]}"; do
+            kill -0 "$pid" 2>/dev/null && still+=("$pid")
+        done
+        ((${#still[@]} > 0)) || return 0
+        sleep 0.1
+    done
+    log "still running after 10 s, killing ${still[*]}"
+    kill -KILL "${still[@]}" 2>/dev/null || true
+}
+
+# Stops whatever the pid file of this gateway port lists (a previous crashed run included).
+stop_pidfile() {
+    [[ -f $PIDFILE ]] || return 0
+    local pids
+    mapfile -t pids <"$PIDFILE"
+    ((${#pids[@]} == 0)) || stop_pids "${pids[@]}"
+    rm -f "$PIDFILE"
+}
+
+show_logs() {
+    local name
+    for name in users gateway; do
+        log "---- last lines of $(log_file "$name") ----"
+        tail -n 40 "$(log_file "$name")" >&2 2>/dev/null || true
+    done
+}
+
+# Waits for GET /ready on the gateway; fails early if a service died.
+wait_ready() {
+    local deadline=$((SECONDS + READY_TIMEOUT)) pid
+    log "waiting for $GATEWAY_URL/ready (up to ${READY_TIMEOUT}s)"
+    while ((SECONDS < deadline)); do
+        if curl -fsS -o /dev/null --max-time 2 "$GATEWAY_URL/ready" 2>/dev/null; then
+            return 0
+        fi
+        for pid in "$USERS_PID" "$GATEWAY_PID"; do
+            if ! kill -0 "$pid" 2>/dev/null; then
+                log "a service exited during start-up (pid $pid)"
+                show_logs
+                return 1
+            fi
+        done
+        sleep 0.5
+    done
+    log "timed out after ${READY_TIMEOUT}s waiting for $GATEWAY_URL/ready"
+    show_logs
+    return 1
+}
+
+# A TCP connect that succeeds means someone listens (bash's /dev/tcp, no extra tool).
+port_busy() { (: </dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
+
+start_services() {
+    mkdir -p "$LOG_DIR" "$RUN_DIR"
+    stop_pidfile # leftovers of a crashed run on the same ports
+    local port
+    for port in "$GATEWAY_PORT" "$USERS_GRPC_PORT" "$USERS_HTTP_PORT"; do
+        port_busy "$port" && die "port $port is already in use (another stack? try: GATEWAY_PORT=$GATEWAY_PORT deploy/dev/stack.sh stop-bg)"
+    done
+    : >"$(log_file users)"
+    : >"$(log_file gateway)"
+    start_service users "${users_env[@]}"
+    USERS_PID=$LAST_PID
+    start_service gateway "${gateway_env[@]}"
+    GATEWAY_PID=$LAST_PID
+}
+
+# ---------------------------------------------------------------- modes
+
+STARTED_PG=0
+STARTED_REDIS=0
+USERS_PID=""
+GATEWAY_PID=""
+CLEANED=0
+
+cleanup_run() {
+    ((CLEANED == 0)) || return 0
+    CLEANED=1
+    trap - INT TERM
+    stop_pidfile || true
+    sleep 0.3 # let the log prefixers print the last shutdown lines
+    # Only stop the dependencies this invocation started: a `make deps` stays up.
+    ((STARTED_REDIS == 0)) || "$DEPS" stop redis || true
+    ((STARTED_PG == 0)) || "$DEPS" stop postgres || true
+}
+
+run() {
+    MODE="run"
+    LOG_SUFFIX=""
+    trap cleanup_run EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+
+    pg_is_up || STARTED_PG=1
+    redis_is_up || STARTED_REDIS=1
+    # Also creates ROOKERY_DB (without dropping it) when it is not the default.
+    "$DEPS" start >/dev/null
+
+    build
+    migrate
+    start_services
+    wait_ready || exit 1
+
+    log "Rookery is up: $GATEWAY_URL"
+    log "Try: curl -s $GATEWAY_URL/api/v1/instance   (Ctrl-C stops everything)"
+    # Returns when a service exits (or on Ctrl-C, through the traps).
+    local status=0
+    wait -n "$USERS_PID" "$GATEWAY_PID" || status=$?
+    log "a service exited (status $status), shutting down"
+    exit "$status"
+}
+
+start_bg() {
+    MODE="bg"
+    LOG_SUFFIX="-${GATEWAY_PORT}"
+    ROOKERY_DB=rookery "$DEPS" start >/dev/null # ROOKERY_DB itself is recreated just below
+    if [[ $ROOKERY_DB != rookery ]]; then
+        log "recreating database '$ROOKERY_DB'"
+        ensure_database "$ROOKERY_DB" recreate || die "cannot recreate database '$ROOKERY_DB'"
+    fi
+    build
+    migrate
+    start_services
+    if ! wait_ready; then
+        stop_pidfile
+        exit 1
+    fi
+    log "Rookery is up in the background: $GATEWAY_URL (stop: GATEWAY_PORT=$GATEWAY_PORT $0 stop-bg)"
+}
+
+stop_bg() {
+    if [[ -f $PIDFILE ]]; then
+        stop_pidfile
+        log "stopped the stack on port $GATEWAY_PORT"
+    else
+        log "no stack running on port $GATEWAY_PORT"
+    fi
+}
+
+case "${1:-run}" in
+run) run ;;
+start-bg) start_bg ;;
+stop-bg) stop_bg ;;
+*) die "usage: stack.sh [run|start-bg|stop-bg]" ;;
+esac
