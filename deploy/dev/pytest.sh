@@ -21,4 +21,5 @@ unset ROOKERY_DOMAIN ROOKERY_BASE_URL # derived from GATEWAY_PORT by stack.sh
 trap 'deploy/dev/stack.sh stop-bg || true' EXIT
 deploy/dev/stack.sh start-bg
 
-ROOKERY_URL="http://127.0.0.1:${GATEWAY_PORT}" .venv/bin/python -m pytest -q tests/python
+# No .pytest_cache in the checkout.
+ROOKERY_URL="http://127.0.0.1:${GATEWAY_PORT}" .venv/bin/python -m pytest -q -p no:cacheprovider tests/python

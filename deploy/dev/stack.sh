@@ -162,15 +162,34 @@ wait_ready() {
 # A TCP connect that succeeds means someone listens (bash's /dev/tcp, no extra tool).
 port_busy() { (: </dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
 
+# Live pids of the pid file of this gateway port.
+live_pidfile_pids() {
+    [[ -f $PIDFILE ]] || return 0
+    local pid
+    while read -r pid; do
+        [[ $pid =~ ^[0-9]+$ ]] && is_ours "$pid" && echo "$pid"
+    done <"$PIDFILE"
+}
+
+# Never kill another terminal's `make run`; a stack left behind by a killed script is
+# stopped by stop-bg, which works for any port.
+refuse_if_running() {
+    local pids
+    pids="$(live_pidfile_pids | xargs)"
+    [[ -z $pids ]] || die "a stack already runs on port $GATEWAY_PORT (pids $pids); stop it with: GATEWAY_PORT=$GATEWAY_PORT deploy/dev/stack.sh stop-bg"
+}
+
 start_services() {
     mkdir -p "$LOG_DIR" "$RUN_DIR"
-    stop_pidfile # leftovers of a crashed run on the same ports
+    [[ $MODE == bg ]] || refuse_if_running
+    stop_pidfile # start-bg: restart a previous background stack on the same ports
     local port
     for port in "$GATEWAY_PORT" "$USERS_GRPC_PORT" "$USERS_HTTP_PORT"; do
         port_busy "$port" && die "port $port is already in use (another stack? try: GATEWAY_PORT=$GATEWAY_PORT deploy/dev/stack.sh stop-bg)"
     done
     : >"$(log_file users)"
     : >"$(log_file gateway)"
+    OWN_PIDFILE=1
     start_service users "${users_env[@]}"
     USERS_PID=$LAST_PID
     start_service gateway "${gateway_env[@]}"
@@ -184,13 +203,19 @@ STARTED_REDIS=0
 USERS_PID=""
 GATEWAY_PID=""
 CLEANED=0
+OWN_PIDFILE=0
 
 cleanup_run() {
     ((CLEANED == 0)) || return 0
     CLEANED=1
     trap - INT TERM
-    stop_pidfile || true
-    sleep 0.3 # let the log prefixers print the last shutdown lines
+    # Only what this invocation started (the pid file may belong to another run).
+    if [[ -n $USERS_PID || -n $GATEWAY_PID ]]; then
+        # shellcheck disable=SC2086 # unset pids simply vanish
+        stop_pids $USERS_PID $GATEWAY_PID || true
+        sleep 0.3 # let the log prefixers print the last shutdown lines
+    fi
+    ((OWN_PIDFILE == 0)) || rm -f "$PIDFILE"
     # Only stop the dependencies this invocation started: a `make deps` stays up.
     ((STARTED_REDIS == 0)) || "$DEPS" stop redis || true
     ((STARTED_PG == 0)) || "$DEPS" stop postgres || true
@@ -203,6 +228,7 @@ run() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
 
+    refuse_if_running # before building: fail fast
     pg_is_up || STARTED_PG=1
     redis_is_up || STARTED_REDIS=1
     # Also creates ROOKERY_DB (without dropping it) when it is not the default.

@@ -122,13 +122,52 @@ def allow_http(base_url):
     return base_url.startswith("http://")
 
 
+@pytest.fixture(scope="session")
+def preflight(base_url):
+    """Plain-HTTP checks of what Mastodon.py needs before it can work at all.
+
+    Without them a broken instance endpoint surfaces as a RecursionError deep
+    inside Mastodon.py 2.3.3 (retrieve_mastodon_version -> verify_minimum_version
+    -> retrieve_mastodon_version ...), and an incomplete OAuth metadata document
+    as a TypeError inside log_in().
+    """
+    problems = []
+    for path in ("/api/v1/instance/", "/api/v2/instance/"):  # Mastodon.py's exact paths
+        try:
+            r = requests.get(base_url + path, timeout=TIMEOUT)
+        except requests.RequestException as e:
+            pytest.fail(f"cannot reach Rookery at {base_url}: {e}", pytrace=False)
+        try:
+            doc = r.json()
+        except ValueError:
+            doc = None
+        if r.status_code != 200 or not isinstance(doc, dict):
+            problems.append(f"GET {path} -> {r.status_code} {r.text[:200]!r} (need 200 JSON)")
+            continue
+        if not re.match(r"\d+\.\d+\.\d+", str(doc.get("version", ""))):
+            problems.append(f"GET {path}: version {doc.get('version')!r} must start with X.Y.Z")
+    r = requests.get(base_url + "/.well-known/oauth-authorization-server", timeout=TIMEOUT)
+    try:
+        meta = r.json() if r.ok else None
+    except ValueError:
+        meta = None  # Mastodon.py ignores a non-JSON answer
+    if isinstance(meta, dict):
+        for key in ("token_endpoint", "revocation_endpoint"):
+            if not isinstance(meta.get(key), str):
+                problems.append(f"oauth-authorization-server: {key} missing (Mastodon.py then posts to None)")
+        if not isinstance(meta.get("grant_types_supported"), list) or "password" not in meta["grant_types_supported"]:
+            problems.append("oauth-authorization-server: grant_types_supported must list 'password'")
+    if problems:
+        pytest.fail("Rookery is not usable by Mastodon.py:\n  " + "\n  ".join(problems), pytrace=False)
+
+
 @pytest.fixture(scope="module")
 def rec():
     return Recorder()
 
 
 @pytest.fixture(scope="module")
-def app(base_url, rec):
+def app(base_url, rec, preflight):
     client_id, client_secret = Mastodon.create_app(
         "rookery-mastodon-py-test",
         scopes=SCOPES,
@@ -169,10 +208,13 @@ def account(new_client, rec):
     # '+', '&', '=', '%' and a space: exercises form-urlencoded decoding.
     password = "Pw+" + secrets.token_hex(8) + " &=%!"
     api = new_client()
+    start = len(rec.exchanges)
     token = api.create_account(username, password, email, agreement=True, locale="en")
+    registration = rec.exchanges[start:]
     initial = api.account_verify_credentials()
     initial_raw = rec.last("GET", "/api/v1/accounts/verify_credentials")["json"]
     return {
+        "registration": registration,
         "username": username,
         "email": email,
         "password": password,
@@ -200,15 +242,14 @@ def test_create_app(app, rec):
     assert body["redirect_uri"] == OOB
 
 
-def test_create_account_token(account, rec):
+def test_create_account_token(account):
     # create_account first did a client_credentials grant, then used that
     # app token as Bearer for POST /api/v1/accounts.
-    grant = next(
-        ex for ex in rec.exchanges
-        if ex["path"] == "/oauth/token" and "grant_type=client_credentials" in (ex["req_body"] or "")
-    )
+    grant, reg = account["registration"]
+    assert (grant["method"], grant["path"]) == ("POST", "/oauth/token")
+    assert "grant_type=client_credentials" in grant["req_body"]
     assert grant["status"] == 200, grant["text"]
-    reg = rec.last("POST", "/api/v1/accounts")
+    assert (reg["method"], reg["path"]) == ("POST", "/api/v1/accounts")
     assert reg["status"] == 200, reg["text"]
     assert reg["req_headers"].get("Authorization") == "Bearer " + grant["json"]["access_token"]
     assert reg["json"]["token_type"].lower() == "bearer"

@@ -20,13 +20,13 @@ pub fn millis_of(id: i64) -> i64 {
 }
 
 /// Declares a newtype id: `Copy`, ordered, stored as `bigint`, written as a decimal string
-/// in JSON and parsed from a string (or a number, which some clients send).
+/// in JSON and parsed from a string (or a number, which some clients send). The
+/// declaring crate needs no serde or sqlx dependency of its own.
 #[macro_export]
 macro_rules! define_id {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type)]
-        #[sqlx(transparent)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(pub i64);
 
         impl ::std::fmt::Display for $name {
@@ -38,35 +38,86 @@ macro_rules! define_id {
         impl ::std::str::FromStr for $name {
             type Err = $crate::ids::InvalidId;
             fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
-                match s.parse::<i64>() {
-                    Ok(v) if v > 0 => Ok(Self(v)),
-                    _ => Err($crate::ids::InvalidId),
-                }
+                $crate::ids::parse_id(s).map(Self)
             }
         }
 
-        impl ::serde::Serialize for $name {
-            fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        impl $crate::ids::__private::serde::Serialize for $name {
+            fn serialize<S>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error>
+            where
+                S: $crate::ids::__private::serde::Serializer,
+            {
                 s.collect_str(&self.0)
             }
         }
 
-        impl<'de> ::serde::Deserialize<'de> for $name {
-            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
-                #[derive(::serde::Deserialize)]
-                #[serde(untagged)]
-                enum Repr<'a> {
-                    Num(i64),
-                    Str(::std::borrow::Cow<'a, str>),
-                }
-                match Repr::deserialize(d)? {
-                    Repr::Num(n) if n > 0 => Ok(Self(n)),
-                    Repr::Num(_) => Err(::serde::de::Error::custom($crate::ids::InvalidId)),
-                    Repr::Str(s) => s.parse().map_err(::serde::de::Error::custom),
-                }
+        impl<'de> $crate::ids::__private::serde::Deserialize<'de> for $name {
+            fn deserialize<D>(d: D) -> ::std::result::Result<Self, D::Error>
+            where
+                D: $crate::ids::__private::serde::Deserializer<'de>,
+            {
+                $crate::ids::deserialize_id(d).map(Self)
+            }
+        }
+
+        impl $crate::ids::__private::sqlx::Type<$crate::ids::__private::sqlx::Postgres> for $name {
+            fn type_info() -> $crate::ids::__private::sqlx::postgres::PgTypeInfo {
+                <i64 as $crate::ids::__private::sqlx::Type<$crate::ids::__private::sqlx::Postgres>>::type_info()
+            }
+        }
+
+        impl<'q> $crate::ids::__private::sqlx::Encode<'q, $crate::ids::__private::sqlx::Postgres> for $name {
+            fn encode_by_ref(
+                &self,
+                buf: &mut $crate::ids::__private::sqlx::postgres::PgArgumentBuffer,
+            ) -> ::std::result::Result<$crate::ids::__private::sqlx::encode::IsNull, $crate::ids::__private::sqlx::error::BoxDynError> {
+                <i64 as $crate::ids::__private::sqlx::Encode<'q, $crate::ids::__private::sqlx::Postgres>>::encode_by_ref(&self.0, buf)
+            }
+        }
+
+        impl<'r> $crate::ids::__private::sqlx::Decode<'r, $crate::ids::__private::sqlx::Postgres> for $name {
+            fn decode(
+                value: $crate::ids::__private::sqlx::postgres::PgValueRef<'r>,
+            ) -> ::std::result::Result<Self, $crate::ids::__private::sqlx::error::BoxDynError> {
+                <i64 as $crate::ids::__private::sqlx::Decode<'r, $crate::ids::__private::sqlx::Postgres>>::decode(value).map(Self)
             }
         }
     };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+    pub use sqlx;
+}
+
+/// Parses a positive decimal id.
+pub fn parse_id(s: &str) -> Result<i64, InvalidId> {
+    match s.trim().parse::<i64>() {
+        Ok(v) if v > 0 => Ok(v),
+        _ => Err(InvalidId),
+    }
+}
+
+/// Reads an id written as a string or as a number.
+pub fn deserialize_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    struct IdVisitor;
+    impl serde::de::Visitor<'_> for IdVisitor {
+        type Value = i64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a positive integer id, as a string or a number")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<i64, E> {
+            parse_id(v).map_err(E::custom)
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+            if v > 0 { Ok(v) } else { Err(E::custom(InvalidId)) }
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+            i64::try_from(v).ok().filter(|v| *v > 0).ok_or_else(|| E::custom(InvalidId))
+        }
+    }
+    d.deserialize_any(IdVisitor)
 }
 
 /// An id that is not a positive 64-bit integer.

@@ -1,1 +1,115 @@
-//! placeholder
+//! The users service: accounts, credentials (argon2id), OAuth applications and tokens
+//! (stored hashed). Owns Postgres schema `users`; other services reach it only over gRPC
+//! (`rookery.users.v1.Users`) and through its events (`account.created`,
+//! `account.updated` on stream `events:users`).
+//!
+//! # Layout
+//! - [`config`]: typed configuration from the environment.
+//! - [`domain`]: validated types (usernames, emails, passwords, scopes) and secrets.
+//! - [`service`]: the rules, against the store and the account cache.
+//! - [`grpc`]: the tonic adapter.
+//! - [`store`]: every SQL statement of the crate.
+//! - `error`: the crate's error enum and its mapping to gRPC codes.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod domain;
+mod error;
+pub mod grpc;
+pub mod service;
+pub mod store;
+
+use std::sync::Arc;
+
+use rookery_kit::{
+    cache::{CacheHub, CacheOptions, TieredCache, names},
+    db::Db,
+    events::Outbox,
+    grpc::ServerTraceLayer,
+    ops::Readiness,
+    redis::Redis,
+};
+use rookery_proto::users::v1::users_server::UsersServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use error::{Error, Result};
+
+/// Applies the schema migrations (the `migrate` command, the Kubernetes migration Job).
+pub async fn migrate(config: &Config) -> Result<()> {
+    let db = Db::connect_lazy(&config.database)?;
+    store::MIGRATOR
+        .run(db.primary())
+        .await
+        .map_err(|e| Error::Internal(format!("migration failed: {e}")))?;
+    rookery_kit::events::migrate(db.primary()).await?;
+    Ok(())
+}
+
+/// Serves gRPC on `grpc` and the ops endpoints on `http` until `shutdown` is cancelled,
+/// then drains in-flight calls and returns.
+pub async fn run(grpc: TcpListener, http: TcpListener, config: Config, shutdown: CancellationToken) -> Result<()> {
+    let db = Db::connect_lazy(&config.database)?;
+    let redis = Redis::new(&config.redis)?;
+    let hub = CacheHub::new(Some(redis.clone()));
+    hub.spawn_listener(shutdown.clone());
+    let accounts = TieredCache::new(
+        &hub,
+        names::ACCOUNTS,
+        CacheOptions {
+            l1_capacity: config.account_l1_capacity,
+            l1_ttl: config.account_l1_ttl,
+            l2_ttl: Some(config.account_l2_ttl),
+        },
+    );
+    let outbox = Outbox::new("users");
+    outbox.spawn_relay(db.primary().clone(), redis.clone(), config.outbox_poll, shutdown.clone());
+    db.spawn_pool_metrics("users", shutdown.clone());
+    let store = store::Store::new(db.clone());
+    let users = Arc::new(service::Users::new(store, accounts, hub, outbox, config.domain.clone())?);
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<UsersServer<grpc::UsersGrpc>>().await;
+
+    let readiness = Readiness::new(Arc::new(move || {
+        let db = db.clone();
+        Box::pin(async move { db.ping().await.map_err(|e| format!("postgres: {e}")) })
+    }));
+    tracing::info!(grpc = %grpc.local_addr()?, http = %http.local_addr()?, "users service listening");
+    let ops = rookery_kit::ops::router(readiness.clone());
+    let http_shutdown = shutdown.clone();
+    let http_server = tokio::spawn(async move {
+        axum::serve(http, ops)
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await
+    });
+
+    let drain = {
+        let shutdown = shutdown.clone();
+        let readiness = readiness.clone();
+        let health_reporter = health_reporter.clone();
+        async move {
+            shutdown.cancelled().await;
+            readiness.drain();
+            health_reporter.set_not_serving::<UsersServer<grpc::UsersGrpc>>().await;
+        }
+    };
+    tonic::transport::Server::builder()
+        // Trace context and RED metrics for every RPC, health checks included.
+        .layer(ServerTraceLayer)
+        .add_service(health_service)
+        .add_service(UsersServer::new(grpc::UsersGrpc(users)))
+        .serve_with_incoming_shutdown(rookery_kit::grpc::incoming(grpc), drain)
+        .await
+        .map_err(|e| Error::Internal(format!("grpc server: {e}")))?;
+    let _ = http_server.await;
+    Ok(())
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Internal(e.to_string())
+    }
+}

@@ -1,0 +1,73 @@
+//! Configuration of the users service, from environment variables.
+
+use std::{net::SocketAddr, time::Duration};
+
+use rookery_kit::{
+    Result,
+    config::{DatabaseConfig, RedisConfig, env_millis, env_or, env_parse},
+};
+
+/// Default database URL of the local stack (`make run`).
+pub const DEFAULT_DATABASE_URL: &str =
+    "postgres://rookery_users:rookery_users@127.0.0.1:55432/rookery";
+
+/// Everything the users service needs to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// gRPC listen address: `USERS_GRPC_ADDR` (default `127.0.0.1:50051`).
+    pub grpc_addr: SocketAddr,
+    /// HTTP listen address for `/health`, `/ready`, `/metrics`: `USERS_HTTP_ADDR`
+    /// (default `127.0.0.1:9101`).
+    pub http_addr: SocketAddr,
+    /// Postgres (`USERS_DATABASE_URL`, `USERS_DATABASE_READ_URL`, ...).
+    pub database: DatabaseConfig,
+    /// Redis (`REDIS_URL`, `REDIS_PREFIX`, ...).
+    pub redis: RedisConfig,
+    /// The instance's domain, for `user@domain` lookups: `ROOKERY_DOMAIN` (default `127.0.0.1:8080`).
+    pub domain: String,
+    /// Lifetime of an account in this process's cache: `USERS_ACCOUNT_L1_TTL_MS` (default 60 000).
+    pub account_l1_ttl: Duration,
+    /// Lifetime of an account in Redis: `USERS_ACCOUNT_L2_TTL_MS` (default 3 600 000).
+    pub account_l2_ttl: Duration,
+    /// Accounts kept in process: `USERS_ACCOUNT_L1_CAPACITY` (default 100 000).
+    pub account_l1_capacity: u64,
+    /// Outbox relay poll interval: `OUTBOX_POLL_MS` (default 500). Commits wake it at once.
+    pub outbox_poll: Duration,
+}
+
+impl Config {
+    /// Reads the configuration; a malformed value stops the process with its name.
+    pub fn from_env() -> Result<Self> {
+        let addr = |name: &str, default: &str| {
+            env_or(name, default)
+                .parse()
+                .map_err(|_| rookery_kit::Error::Config(format!("{name}: not a socket address")))
+        };
+        Ok(Self {
+            grpc_addr: addr("USERS_GRPC_ADDR", "127.0.0.1:50051")?,
+            http_addr: addr("USERS_HTTP_ADDR", "127.0.0.1:9101")?,
+            database: DatabaseConfig::from_env("USERS", DEFAULT_DATABASE_URL)?,
+            redis: RedisConfig::from_env()?,
+            domain: env_or("ROOKERY_DOMAIN", "127.0.0.1:8080"),
+            account_l1_ttl: env_millis("USERS_ACCOUNT_L1_TTL_MS", 60_000)?,
+            account_l2_ttl: env_millis("USERS_ACCOUNT_L2_TTL_MS", 3_600_000)?,
+            account_l1_capacity: env_parse("USERS_ACCOUNT_L1_CAPACITY", 100_000)?,
+            outbox_poll: env_millis("OUTBOX_POLL_MS", 500)?,
+        })
+    }
+
+    /// A configuration for tests: the given database and Redis, other values default.
+    pub fn for_tests(database_url: &str, redis_url: &str, redis_prefix: &str) -> Self {
+        Self {
+            grpc_addr: ([127, 0, 0, 1], 0).into(),
+            http_addr: ([127, 0, 0, 1], 0).into(),
+            database: DatabaseConfig::for_url(database_url),
+            redis: RedisConfig::for_url(redis_url, redis_prefix),
+            domain: "rookery.test".to_owned(),
+            account_l1_ttl: Duration::from_secs(60),
+            account_l2_ttl: Duration::from_secs(3600),
+            account_l1_capacity: 10_000,
+            outbox_poll: Duration::from_millis(100),
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The users service's error type and its one mapping to gRPC status codes.
+
+use tonic::{Code, Status};
+
+/// Everything that can go wrong in the users service.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Plumbing failure (Postgres, Redis). UNAVAILABLE when a dependency is down, else INTERNAL.
+    #[error(transparent)]
+    Kit(#[from] rookery_kit::Error),
+    /// The thing asked for does not exist. NOT_FOUND.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A malformed request a well-behaved caller should not send. INVALID_ARGUMENT.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Unknown, revoked or expired token. UNAUTHENTICATED.
+    #[error("the access token is invalid")]
+    Unauthenticated,
+    /// A bug or an impossible state. INTERNAL (logged, never shown to the client).
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Kit(rookery_kit::Error::Database(e))
+    }
+}
+
+/// Result with the service [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::NotFound(_) => Status::new(Code::NotFound, e.to_string()),
+            Error::InvalidArgument(msg) => Status::new(Code::InvalidArgument, msg),
+            Error::Unauthenticated => Status::new(Code::Unauthenticated, e.to_string()),
+            Error::Kit(k) if k.is_unavailable() => {
+                tracing::warn!(error = %k, "dependency unavailable");
+                Status::new(Code::Unavailable, "a dependency is unavailable, retry later")
+            }
+            other => {
+                tracing::error!(error = %other, "internal error");
+                Status::new(Code::Internal, "internal error")
+            }
+        }
+    }
+}
