@@ -1,1 +1,171 @@
-//! placeholder
+//! The gateway: the only public entry of Rookery. Serves a compatible subset of the
+//! Mastodon client API over HTTP and maps it to the gRPC services, composing responses
+//! with one batched call per service per request.
+//!
+//! # Layout
+//! - [`config`]: typed configuration from the environment.
+//! - [`state`]: service clients and the gateway's caches, shared by handlers.
+//! - [`auth`]: bearer tokens (cached resolution, broadcast revocation) and scopes.
+//! - [`input`]: parameters from query, JSON, form or multipart alike.
+//! - [`routes`]: the handlers, one module per API area.
+//! - [`mastodon`]: the API entities as clients expect them.
+//! - [`middleware`]: tracing, metrics, JSON error bodies.
+//! - [`error`]: Mastodon error bodies and the gRPC → HTTP status mapping.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod input;
+pub mod mastodon;
+pub mod middleware;
+pub mod routes;
+pub mod state;
+
+use std::sync::Arc;
+
+use axum::{Router, extract::DefaultBodyLimit, http::StatusCode};
+use rookery_kit::{
+    cache::{CacheHub, CacheOptions, TieredCache, names},
+    ops::Readiness,
+    redis::Redis,
+};
+use rookery_proto::users::v1::users_client::UsersClient;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::{
+    compression::{
+        CompressionLayer,
+        predicate::{NotForContentType, Predicate, SizeAbove},
+    },
+    cors::{Any, CorsLayer},
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+};
+
+pub use config::Config;
+use state::{AppState, Inner};
+
+/// Smallest response worth compressing: below this the headers outweigh the savings.
+const COMPRESS_ABOVE_BYTES: u64 = 512;
+
+/// Builds the state: lazily connected service clients and the caches.
+pub fn state(config: Config, shutdown: &CancellationToken) -> anyhow::Result<AppState> {
+    let redis = Redis::new(&config.redis)?;
+    let hub = CacheHub::new(Some(redis.clone()));
+    hub.spawn_listener(shutdown.clone());
+    let channel = rookery_kit::grpc::channel(&config.users_url, config.grpc_timeout)?;
+    let tokens = TieredCache::new(
+        &hub,
+        names::TOKENS,
+        CacheOptions {
+            l1_capacity: config.token_cache_capacity,
+            l1_ttl: config.token_cache_ttl,
+            l2_ttl: None,
+        },
+    );
+    let stats = TieredCache::new(
+        &hub,
+        "instance-stats",
+        CacheOptions {
+            l1_capacity: 4,
+            l1_ttl: std::time::Duration::from_secs(60),
+            l2_ttl: None,
+        },
+    );
+    Ok(AppState::new(Inner {
+        health: tonic_health::pb::health_client::HealthClient::new(channel.clone()),
+        users: UsersClient::new(channel),
+        tokens,
+        stats,
+        redis,
+        hub,
+        config,
+    }))
+}
+
+/// The whole HTTP application, middleware included.
+pub fn app(state: AppState, readiness: Readiness) -> Router {
+    let config = &state.config;
+    let compression = CompressionLayer::new().compress_when(
+        SizeAbove::new(COMPRESS_ABOVE_BYTES)
+            .and(NotForContentType::GRPC)
+            .and(NotForContentType::IMAGES)
+            .and(NotForContentType::SSE),
+    );
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods(Any)
+        .allow_headers(Any)
+        .expose_headers([
+            http::header::LINK,
+            http::HeaderName::from_static("x-request-id"),
+            http::HeaderName::from_static("x-ratelimit-limit"),
+            http::HeaderName::from_static("x-ratelimit-remaining"),
+            http::HeaderName::from_static("x-ratelimit-reset"),
+        ]);
+    routes::router()
+        .fallback(middleware::not_found)
+        .with_state(state.clone())
+        .merge(rookery_kit::ops::router(readiness))
+        .layer(
+            ServiceBuilder::new()
+                // Every request gets an id (or keeps the caller's) for logs and support.
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                // The root span and RED metrics, per route.
+                .layer(axum::middleware::from_fn(middleware::observe))
+                // Clients see the id they can quote.
+                .layer(PropagateRequestIdLayer::x_request_id())
+                // Browser clients (Elk, Phanpy) call the API cross-origin.
+                .layer(cors)
+                // gzip/br/zstd by Accept-Encoding, for bodies where it pays.
+                .layer(compression)
+                // Whatever fails below answers in Mastodon's JSON error format.
+                .layer(axum::middleware::from_fn(middleware::json_errors))
+                .layer(axum::middleware::from_fn(middleware::retry_after))
+                // A stuck dependency must not hold a connection forever.
+                .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, config.request_timeout))
+                // Reject oversized bodies from Content-Length before reading them (413).
+                .layer(RequestBodyLimitLayer::new(config.body_limit))
+                .layer(DefaultBodyLimit::max(config.body_limit)),
+        )
+}
+
+/// Serves the API on `listener` until `shutdown`, then drains in-flight requests.
+pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let state = state(config, &shutdown)?;
+    let readiness = readiness(&state);
+    let app = app(state, readiness.clone());
+    tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.cancelled().await;
+            readiness.drain();
+        })
+        .await?;
+    Ok(())
+}
+
+/// Ready when the users service reports SERVING. Redis is not required: without it the
+/// gateway still answers (slower, from the services), so pulling it from the load
+/// balancer would only turn a degradation into an outage.
+pub fn readiness(state: &AppState) -> Readiness {
+    let state = state.clone();
+    Readiness::new(Arc::new(move || {
+        let mut health = state.health.clone();
+        Box::pin(async move {
+            let res = health
+                .check(tonic_health::pb::HealthCheckRequest { service: "rookery.users.v1.Users".into() })
+                .await
+                .map_err(|s| format!("users: {}", s.message()))?;
+            if res.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+                Ok(())
+            } else {
+                Err("users: not serving".to_owned())
+            }
+        })
+    }))
+}

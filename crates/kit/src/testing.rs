@@ -2,7 +2,7 @@
 //! exactly as in production) and its own Redis key prefix, on the Postgres and Redis that
 //! `make test` starts. No fixed ports, no shared state between tests.
 
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
 use crate::config::{DEFAULT_REDIS_URL, env_or};
 
@@ -47,20 +47,20 @@ pub async fn database(service: &str) -> anyhow::Result<TestDatabase> {
            END IF;
          END $$"
     );
-    if let Err(e) = conn.execute(create_role.as_str()).await
+    if let Err(e) = conn.execute(AssertSqlSafe(create_role)).await
         && !e.to_string().contains("already exists")
     {
         return Err(e.into());
     }
-    conn.execute(format!("ALTER ROLE {role} SET search_path = {service}").as_str())
+    conn.execute(AssertSqlSafe(format!("ALTER ROLE {role} SET search_path = {service}")))
         .await?;
-    conn.execute(format!("CREATE DATABASE {name}").as_str()).await?;
+    conn.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await?;
     conn.close().await?;
 
     let mut admin_url = url::Url::parse(&admin)?;
     admin_url.set_path(&name);
     let mut db = PgConnection::connect(admin_url.as_str()).await?;
-    db.execute(format!("CREATE SCHEMA {service} AUTHORIZATION {role}").as_str())
+    db.execute(AssertSqlSafe(format!("CREATE SCHEMA {service} AUTHORIZATION {role}")))
         .await?;
     db.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC").await?;
     db.close().await?;

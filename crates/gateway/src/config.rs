@@ -1,0 +1,110 @@
+//! Configuration of the gateway, from environment variables.
+
+use std::{net::SocketAddr, time::Duration};
+
+use rookery_kit::{
+    Result,
+    config::{RedisConfig, env_millis, env_or, env_parse},
+};
+
+/// Everything the gateway needs to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Listen address: `GATEWAY_ADDR` (default `127.0.0.1:8080`).
+    pub addr: SocketAddr,
+    /// The users service: `USERS_URL` (default `http://127.0.0.1:50051`).
+    pub users_url: String,
+    /// Redis (`REDIS_URL`, `REDIS_PREFIX`, `REDIS_TIMEOUT_MS`, `REDIS_POOL_SIZE`).
+    pub redis: RedisConfig,
+    /// Public facts about the instance.
+    pub instance: InstanceConfig,
+    /// Budget of a whole request: `GATEWAY_REQUEST_TIMEOUT_MS` (default 10 000).
+    pub request_timeout: Duration,
+    /// Budget of one gRPC call: `GRPC_CALL_TIMEOUT_MS` (default 5 000).
+    pub grpc_timeout: Duration,
+    /// Largest accepted request body: `GATEWAY_BODY_LIMIT_BYTES` (default 1 MiB).
+    pub body_limit: usize,
+    /// Lifetime of a cached token resolution: `GATEWAY_TOKEN_CACHE_TTL_MS` (default 60 000).
+    /// Revocations evict at once through Redis; the TTL bounds staleness when Redis is down.
+    pub token_cache_ttl: Duration,
+    /// Token resolutions kept in process: `GATEWAY_TOKEN_CACHE_CAPACITY` (default 100 000).
+    pub token_cache_capacity: u64,
+}
+
+/// What the instance documents say about this server.
+#[derive(Clone, Debug)]
+pub struct InstanceConfig {
+    /// Host name: `ROOKERY_DOMAIN` (default `127.0.0.1:8080`).
+    pub domain: String,
+    /// Public base URL: `ROOKERY_BASE_URL` (default `http://{domain}`).
+    pub base_url: String,
+    /// Streaming base URL: `ROOKERY_STREAMING_URL` (default: base URL with ws/wss).
+    pub streaming_url: String,
+    /// `ROOKERY_TITLE` (default `Rookery`).
+    pub title: String,
+    /// `ROOKERY_DESCRIPTION`.
+    pub description: String,
+    /// `ROOKERY_CONTACT_EMAIL` (default empty).
+    pub contact_email: String,
+    /// `ROOKERY_REGISTRATIONS_OPEN` (default true).
+    pub registrations_open: bool,
+}
+
+impl InstanceConfig {
+    /// Defaults for `domain` served over `base_url`.
+    pub fn new(domain: &str, base_url: &str) -> Self {
+        let base_url = base_url.trim_end_matches('/').to_owned();
+        Self {
+            domain: domain.to_owned(),
+            streaming_url: base_url.replacen("http", "ws", 1),
+            base_url,
+            title: "Rookery".to_owned(),
+            description: "A fast microblogging server speaking the Mastodon client API.".to_owned(),
+            contact_email: String::new(),
+            registrations_open: true,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the configuration; a malformed value stops the process with its name.
+    pub fn from_env() -> Result<Self> {
+        let addr = env_or("GATEWAY_ADDR", "127.0.0.1:8080");
+        let domain = env_or("ROOKERY_DOMAIN", "127.0.0.1:8080");
+        let base_url = env_or("ROOKERY_BASE_URL", &format!("http://{domain}"));
+        let mut instance = InstanceConfig::new(&domain, &base_url);
+        instance.streaming_url = env_or("ROOKERY_STREAMING_URL", &instance.streaming_url);
+        instance.title = env_or("ROOKERY_TITLE", &instance.title);
+        instance.description = env_or("ROOKERY_DESCRIPTION", &instance.description);
+        instance.contact_email = env_or("ROOKERY_CONTACT_EMAIL", "");
+        instance.registrations_open = env_parse("ROOKERY_REGISTRATIONS_OPEN", true)?;
+        Ok(Self {
+            addr: addr
+                .parse()
+                .map_err(|_| rookery_kit::Error::Config("GATEWAY_ADDR: not a socket address".into()))?,
+            users_url: env_or("USERS_URL", "http://127.0.0.1:50051"),
+            redis: RedisConfig::from_env()?,
+            instance,
+            request_timeout: env_millis("GATEWAY_REQUEST_TIMEOUT_MS", 10_000)?,
+            grpc_timeout: env_millis("GRPC_CALL_TIMEOUT_MS", 5_000)?,
+            body_limit: env_parse("GATEWAY_BODY_LIMIT_BYTES", 1024 * 1024)?,
+            token_cache_ttl: env_millis("GATEWAY_TOKEN_CACHE_TTL_MS", 60_000)?,
+            token_cache_capacity: env_parse("GATEWAY_TOKEN_CACHE_CAPACITY", 100_000)?,
+        })
+    }
+
+    /// A configuration for tests: the given users service and Redis, other values default.
+    pub fn for_tests(users_url: &str, redis_url: &str, redis_prefix: &str) -> Self {
+        Self {
+            addr: ([127, 0, 0, 1], 0).into(),
+            users_url: users_url.to_owned(),
+            redis: RedisConfig::for_url(redis_url, redis_prefix),
+            instance: InstanceConfig::new("rookery.test", "http://rookery.test"),
+            request_timeout: Duration::from_secs(10),
+            grpc_timeout: Duration::from_secs(5),
+            body_limit: 64 * 1024,
+            token_cache_ttl: Duration::from_secs(60),
+            token_cache_capacity: 10_000,
+        }
+    }
+}

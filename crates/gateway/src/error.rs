@@ -1,0 +1,140 @@
+//! Errors as Mastodon clients expect them: `{"error": "..."}` (plus
+//! `error_description` for OAuth, `details` for validation) with the right status.
+
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde_json::{Map, Value, json};
+use tonic::Code;
+
+/// An error answer of the API.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The `error` field.
+    pub error: String,
+    /// `error_description` (OAuth errors).
+    pub description: Option<String>,
+    /// `details` (validation errors, Mastodon's per-field format).
+    pub details: Option<Value>,
+}
+
+impl ApiError {
+    /// An error with a status and a message.
+    pub fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        Self {
+            status,
+            error: error.into(),
+            description: None,
+            details: None,
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, msg)
+    }
+
+    /// 422.
+    pub fn unprocessable(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, msg)
+    }
+
+    /// 404 `Record not found` (Mastodon's wording).
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "Record not found")
+    }
+
+    /// 401 for a missing, unknown or revoked token.
+    pub fn invalid_token() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "The access token is invalid")
+    }
+
+    /// An OAuth error (RFC 6749 §5.2): `invalid_client` is 401, the rest 400.
+    pub fn oauth(error: &str, description: &str) -> Self {
+        let status = if error == "invalid_client" { StatusCode::UNAUTHORIZED } else { StatusCode::BAD_REQUEST };
+        Self {
+            status,
+            error: error.to_owned(),
+            description: Some(description.to_owned()),
+            details: None,
+        }
+    }
+
+    /// 422 in Mastodon's validation format from per-field errors.
+    pub fn validation(errors: &[rookery_proto::users::v1::FieldError]) -> Self {
+        let mut details = Map::new();
+        let mut sentences = Vec::new();
+        for e in errors {
+            let entry = details.entry(e.field.clone()).or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(list) = entry {
+                list.push(json!({ "error": e.code, "description": e.description }));
+            }
+            sentences.push(format!("{} {}", humanize(&e.field), e.description));
+        }
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            error: format!("Validation failed: {}", sentences.join(", ")),
+            description: None,
+            details: Some(Value::Object(details)),
+        }
+    }
+}
+
+/// `display_name` → `Display name` (how Rails names attributes in messages).
+fn humanize(field: &str) -> String {
+    let text = field.replace('_', " ");
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => text,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = Map::new();
+        body.insert("error".into(), Value::String(self.error));
+        if let Some(d) = self.description {
+            body.insert("error_description".into(), Value::String(d));
+        }
+        if let Some(d) = self.details {
+            body.insert("details".into(), d);
+        }
+        (self.status, Json(Value::Object(body))).into_response()
+    }
+}
+
+/// The one mapping from a downstream gRPC status to an HTTP answer (googleapis
+/// `rpc/code.proto`). Internal details never reach the client.
+impl From<tonic::Status> for ApiError {
+    fn from(s: tonic::Status) -> Self {
+        let (status, msg) = match s.code() {
+            Code::InvalidArgument | Code::OutOfRange => (StatusCode::UNPROCESSABLE_ENTITY, s.message().to_owned()),
+            Code::FailedPrecondition => (StatusCode::UNPROCESSABLE_ENTITY, s.message().to_owned()),
+            Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "The access token is invalid".to_owned()),
+            Code::PermissionDenied => (StatusCode::FORBIDDEN, "This action is not allowed".to_owned()),
+            Code::NotFound => (StatusCode::NOT_FOUND, "Record not found".to_owned()),
+            Code::AlreadyExists => (StatusCode::CONFLICT, s.message().to_owned()),
+            Code::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, "Too many requests".to_owned()),
+            Code::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, "The request took too long, retry later".to_owned()),
+            Code::Unavailable | Code::Cancelled => {
+                (StatusCode::SERVICE_UNAVAILABLE, "Service temporarily unavailable, retry later".to_owned())
+            }
+            _ => {
+                tracing::error!(code = ?s.code(), message = s.message(), "downstream internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error".to_owned())
+            }
+        };
+        if status.is_server_error() && status != StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::warn!(code = ?s.code(), message = s.message(), "downstream unavailable");
+        }
+        ApiError::new(status, msg)
+    }
+}
+
+/// Handler result.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,172 @@
+//! Request parameters the way Mastodon (Rails) reads them: from the query string and
+//! from a JSON, form-urlencoded or multipart body alike, so every client encoding works.
+//! Booleans accept `true`/`false`, `1`/`0` (Mastodon.py), `on`/`off`; unknown and
+//! repeated keys are ignored.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, Multipart, Request},
+    http::header::CONTENT_TYPE,
+};
+use serde::{Deserializer, de::DeserializeOwned};
+
+use crate::error::ApiError;
+
+/// Typed parameters of a request.
+#[derive(Debug)]
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if content_type.starts_with("multipart/form-data") {
+            let mut multipart = Multipart::from_request(req, state)
+                .await
+                .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+            while let Some(field) = multipart
+                .next_field()
+                .await
+                .map_err(|e| ApiError::new(e.status(), e.body_text()))?
+            {
+                // Files (avatar, header) are for the media service; text fields only here.
+                if field.file_name().is_some() {
+                    continue;
+                }
+                let name = field.name().unwrap_or("").to_owned();
+                let value = field.text().await.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+                pairs.push((name, value));
+            }
+            return from_pairs(pairs).map(Params);
+        }
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        if content_type.starts_with("application/json") && !body.iter().all(u8::is_ascii_whitespace) {
+            return serde_json::from_slice(&body).map(Params).map_err(|e| {
+                use serde_json::error::Category;
+                match e.classify() {
+                    Category::Syntax | Category::Eof | Category::Io => {
+                        ApiError::bad_request(format!("Malformed JSON in request body: {e}"))
+                    }
+                    Category::Data => ApiError::unprocessable(format!("Invalid parameters: {e}")),
+                }
+            });
+        }
+        pairs.extend(url::form_urlencoded::parse(&body).into_owned());
+        from_pairs(pairs).map(Params)
+    }
+}
+
+fn from_pairs<T: DeserializeOwned>(pairs: Vec<(String, String)>) -> Result<T, ApiError> {
+    let encoded = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    serde_html_form::from_str(&encoded).map_err(|e| ApiError::unprocessable(format!("Invalid parameters: {e}")))
+}
+
+/// `deserialize_with` for optional booleans in any client encoding.
+pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    struct Flex;
+    impl<'de> serde::de::Visitor<'de> for Flex {
+        type Value = Option<bool>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a boolean (true/false, 1/0)")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v != 0))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v != 0))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "" => Ok(None),
+                "true" | "1" | "on" | "yes" | "t" => Ok(Some(true)),
+                "false" | "0" | "off" | "no" | "f" => Ok(Some(false)),
+                other => Err(E::custom(format!("{other:?} is not a boolean"))),
+            }
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    d.deserialize_any(Flex)
+}
+
+/// `deserialize_with` for a list given as an array, as repeated `key[]` fields, or as one
+/// string with entries separated by whitespace (`redirect_uris` in older clients).
+pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match <OneOrMany as serde::Deserialize>::deserialize(d)? {
+        OneOrMany::One(s) => s.split_whitespace().map(str::to_owned).collect(),
+        OneOrMany::Many(v) => v.into_iter().flat_map(|s| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>()).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use axum::body::Body;
+
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    struct P {
+        name: Option<String>,
+        #[serde(default, deserialize_with = "opt_bool")]
+        locked: Option<bool>,
+        #[serde(default, alias = "uris[]", deserialize_with = "string_list")]
+        uris: Vec<String>,
+    }
+
+    async fn parse(content_type: &str, uri: &str, body: &str) -> Result<P, ApiError> {
+        let req = Request::builder()
+            .uri(uri)
+            .method("POST")
+            .header(CONTENT_TYPE, content_type)
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        Params::<P>::from_request(req, &()).await.map(|p| p.0)
+    }
+
+    #[tokio::test]
+    async fn form_json_and_query_all_work() {
+        let p = parse("application/x-www-form-urlencoded", "/?name=q", "locked=1&uris[]=a&uris[]=b&junk=1&junk=2").await.unwrap();
+        assert_eq!((p.name.as_deref(), p.locked, p.uris.len()), (Some("q"), Some(true), 2));
+        let p = parse("application/json", "/", r#"{"name":"j","locked":false,"uris":"x y"}"#).await.unwrap();
+        assert_eq!((p.name.as_deref(), p.locked, p.uris), (Some("j"), Some(false), vec!["x".to_owned(), "y".to_owned()]));
+        let p = parse("application/x-www-form-urlencoded", "/", "name=a+b%26c&locked=True").await.unwrap();
+        assert_eq!((p.name.as_deref(), p.locked), (Some("a b&c"), Some(true)));
+    }
+
+    #[tokio::test]
+    async fn malformed_input_is_a_client_error() {
+        assert_eq!(parse("application/json", "/", "{nope").await.unwrap_err().status, 400);
+        assert_eq!(parse("application/json", "/", r#"{"locked":"maybe"}"#).await.unwrap_err().status, 422);
+        assert_eq!(parse("application/x-www-form-urlencoded", "/", "locked=maybe").await.unwrap_err().status, 422);
+    }
+}

@@ -1,0 +1,258 @@
+//! Mastodon API entities, serialised exactly as Mastodon clients expect them.
+
+pub mod instance;
+
+use chrono::{DateTime, Utc};
+use rookery_proto::users::v1 as pb;
+use serde::Serialize;
+
+/// Where avatars and headers live until the media service exists.
+const MISSING_AVATAR: &str = "/avatars/original/missing.png";
+const MISSING_HEADER: &str = "/headers/original/missing.png";
+
+fn iso(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Mastodon reports account creation at day precision (midnight UTC).
+fn iso_day(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .map(|d| d.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn day(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .date_naive()
+        .to_string()
+}
+
+/// A profile field.
+#[derive(Serialize)]
+pub struct Field<'a> {
+    name: &'a str,
+    value: &'a str,
+    verified_at: Option<String>,
+}
+
+/// The `Account` entity.
+#[derive(Serialize)]
+pub struct Account<'a> {
+    id: String,
+    username: &'a str,
+    acct: &'a str,
+    url: String,
+    uri: String,
+    display_name: &'a str,
+    note: &'a str,
+    avatar: String,
+    avatar_static: String,
+    avatar_description: &'static str,
+    header: String,
+    header_static: String,
+    header_description: &'static str,
+    locked: bool,
+    fields: Vec<Field<'a>>,
+    emojis: [(); 0],
+    bot: bool,
+    group: bool,
+    discoverable: bool,
+    indexable: bool,
+    hide_collections: bool,
+    noindex: bool,
+    memorial: bool,
+    roles: [(); 0],
+    show_media: bool,
+    show_media_replies: bool,
+    show_featured: bool,
+    created_at: String,
+    last_status_at: Option<String>,
+    statuses_count: i64,
+    followers_count: i64,
+    following_count: i64,
+}
+
+impl<'a> Account<'a> {
+    /// The entity of `a`, with URLs under `base_url`.
+    pub fn new(a: &'a pb::Account, base_url: &str) -> Self {
+        let avatar = format!("{base_url}{MISSING_AVATAR}");
+        let header = format!("{base_url}{MISSING_HEADER}");
+        Self {
+            id: a.id.to_string(),
+            username: &a.username,
+            acct: &a.username,
+            url: format!("{base_url}/@{}", a.username),
+            uri: format!("{base_url}/users/{}", a.username),
+            display_name: &a.display_name,
+            note: &a.note_html,
+            avatar_static: avatar.clone(),
+            avatar,
+            avatar_description: "",
+            header_static: header.clone(),
+            header,
+            header_description: "",
+            locked: a.locked,
+            fields: a
+                .fields
+                .iter()
+                .map(|f| Field { name: &f.name, value: &f.value, verified_at: None })
+                .collect(),
+            emojis: [],
+            bot: a.bot,
+            group: false,
+            discoverable: a.discoverable,
+            indexable: a.indexable,
+            hide_collections: a.hide_collections,
+            noindex: !a.indexable,
+            memorial: false,
+            roles: [],
+            show_media: true,
+            show_media_replies: true,
+            show_featured: true,
+            created_at: iso_day(a.created_at_ms),
+            last_status_at: a.last_status_at_ms.map(day),
+            statuses_count: a.statuses_count,
+            followers_count: a.followers_count,
+            following_count: a.following_count,
+        }
+    }
+}
+
+/// `source` of a `CredentialAccount`.
+#[derive(Serialize)]
+struct Source<'a> {
+    privacy: &'a str,
+    sensitive: bool,
+    language: Option<&'a str>,
+    note: &'a str,
+    fields: Vec<Field<'a>>,
+    follow_requests_count: i64,
+    hide_collections: bool,
+    discoverable: bool,
+    indexable: bool,
+    attribution_domains: [(); 0],
+    quote_policy: &'static str,
+}
+
+/// `role` of a `CredentialAccount` (no staff roles yet: Mastodon's everyone-role).
+#[derive(Serialize)]
+struct Role {
+    id: &'static str,
+    name: &'static str,
+    permissions: &'static str,
+    color: &'static str,
+    highlighted: bool,
+}
+
+/// The `CredentialAccount` entity: the account plus its private settings.
+#[derive(Serialize)]
+pub struct CredentialAccount<'a> {
+    #[serde(flatten)]
+    account: Account<'a>,
+    source: Source<'a>,
+    role: Role,
+}
+
+impl<'a> CredentialAccount<'a> {
+    /// The entity of `a`, with URLs under `base_url`.
+    pub fn new(a: &'a pb::Account, base_url: &str) -> Self {
+        Self {
+            account: Account::new(a, base_url),
+            source: Source {
+                privacy: &a.default_privacy,
+                sensitive: a.default_sensitive,
+                language: Some(a.default_language.as_str()).filter(|l| !l.is_empty()),
+                note: &a.note_source,
+                fields: a
+                    .fields
+                    .iter()
+                    .map(|f| Field { name: &f.name, value: &f.value, verified_at: None })
+                    .collect(),
+                follow_requests_count: a.follow_requests_count,
+                hide_collections: a.hide_collections,
+                discoverable: a.discoverable,
+                indexable: a.indexable,
+                attribution_domains: [],
+                quote_policy: "public",
+            },
+            role: Role {
+                id: "-99",
+                name: "",
+                permissions: "0",
+                color: "",
+                highlighted: false,
+            },
+        }
+    }
+}
+
+/// The `Application` entity (`client_secret` only right after creation).
+#[derive(Serialize)]
+pub struct Application<'a> {
+    id: String,
+    name: &'a str,
+    website: Option<&'a str>,
+    scopes: Vec<&'a str>,
+    redirect_uri: String,
+    redirect_uris: &'a [String],
+    vapid_key: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret_expires_at: Option<i64>,
+}
+
+impl<'a> Application<'a> {
+    /// The entity of `app`; credentials included when `with_credentials`.
+    pub fn new(app: &'a pb::App, with_credentials: bool) -> Self {
+        Self {
+            id: app.id.to_string(),
+            name: &app.name,
+            website: Some(app.website.as_str()).filter(|w| !w.is_empty()),
+            scopes: app.scopes.split(' ').filter(|s| !s.is_empty()).collect(),
+            redirect_uri: app.redirect_uris.join("\n"),
+            redirect_uris: &app.redirect_uris,
+            vapid_key: "",
+            client_id: with_credentials.then_some(app.client_id.as_str()),
+            client_secret: (with_credentials && !app.client_secret.is_empty()).then_some(app.client_secret.as_str()),
+            client_secret_expires_at: with_credentials.then_some(0),
+        }
+    }
+}
+
+/// The `Token` entity (OAuth token response).
+#[derive(Serialize)]
+pub struct Token<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    scope: &'a str,
+    created_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+}
+
+impl<'a> Token<'a> {
+    /// The entity of an issued token.
+    pub fn new(t: &'a pb::IssuedToken) -> Self {
+        Self {
+            access_token: &t.access_token,
+            token_type: "Bearer",
+            scope: &t.scopes,
+            created_at: t.created_at_ms / 1000,
+            refresh_token: Some(t.refresh_token.as_str()).filter(|r| !r.is_empty()),
+        }
+    }
+}
+
+/// Timestamps in ISO 8601 with milliseconds, as Mastodon writes them.
+pub fn timestamp(ms: i64) -> String {
+    iso(ms)
+}

@@ -1,0 +1,118 @@
+//! Cross-cutting HTTP behaviour: request ids, tracing and RED metrics per route, and
+//! Mastodon-shaped error bodies for every 4xx/5xx whoever produced it.
+
+use std::time::Instant;
+
+use axum::{
+    extract::{MatchedPath, Request},
+    http::{HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use http_body_util::BodyExt;
+use tracing::Instrument;
+
+use crate::error::ApiError;
+
+/// Opens the request's root span (named after the route, not the raw path, to keep
+/// cardinality bounded) and records latency per method, route and status.
+pub async fn observe(matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let span = tracing::info_span!(
+        "http.server",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        request_id = %request_id,
+    );
+    let response = next.run(req).instrument(span.clone()).await;
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    metrics::histogram!(
+        "http_server_request_duration_seconds",
+        "method" => method.to_string(),
+        "route" => route,
+        "status" => status.as_u16().to_string(),
+    )
+    .record(start.elapsed().as_secs_f64());
+    response
+}
+
+/// Largest body of a non-JSON error worth turning into a message.
+const MAX_ERROR_TEXT: usize = 4096;
+
+/// Rewrites error responses that are not JSON (axum's extractor rejections, the body
+/// limit's 413, the timeout's 503, 405s) into `{"error": "..."}`, keeping their message.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = match http_body_util::Limited::new(body, MAX_ERROR_TEXT).collect().await {
+        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() || text.starts_with('<') {
+        default_message(status).to_owned()
+    } else {
+        text
+    };
+    let mut rewritten = ApiError::new(status, message).into_response();
+    // Keep headers such as Allow (405) or Retry-After (503).
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rewritten.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rewritten
+}
+
+fn default_message(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "Record not found",
+        StatusCode::METHOD_NOT_ALLOWED => "Method not allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "Request body too large",
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => "The request took too long",
+        StatusCode::SERVICE_UNAVAILABLE => "Service temporarily unavailable, retry later",
+        s => s.canonical_reason().unwrap_or("Error"),
+    }
+}
+
+/// The fallback: unknown routes get Mastodon's JSON 404.
+pub async fn not_found() -> Response {
+    ApiError::not_found().into_response()
+}
+
+/// A 503 from the timeout layer also tells clients when to come back.
+pub async fn retry_after(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE && !response.headers().contains_key(header::RETRY_AFTER) {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    response
+}
+

@@ -1,0 +1,36 @@
+//! The route table of the public API.
+
+pub mod accounts;
+pub mod instance;
+pub mod oauth;
+
+use axum::{
+    Router,
+    routing::{get, patch, post},
+};
+
+use crate::state::AppState;
+
+/// Every route the gateway serves (ops endpoints are added in [`crate::app`]).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/apps", post(oauth::create_app))
+        .route("/oauth/token", post(oauth::token))
+        .route("/oauth/revoke", post(oauth::revoke))
+        .route("/oauth/authorize", get(oauth::authorize_form).post(oauth::authorize))
+        .route("/.well-known/oauth-authorization-server", get(oauth::metadata))
+        .route("/api/v1/accounts", post(accounts::register))
+        .route("/api/v1/accounts/verify_credentials", get(accounts::verify_credentials))
+        .route("/api/v1/accounts/update_credentials", patch(accounts::update_credentials))
+        .route("/api/v1/accounts/lookup", get(accounts::lookup))
+        .route("/api/v1/accounts/{id}", get(accounts::show))
+        // Mastodon.py asks for the instance documents with a trailing slash.
+        .route("/api/v1/instance", get(instance::v1))
+        .route("/api/v1/instance/", get(instance::v1))
+        .route("/api/v2/instance", get(instance::v2))
+        .route("/api/v2/instance/", get(instance::v2))
+        .route("/.well-known/nodeinfo", get(instance::nodeinfo_discovery))
+        .route("/nodeinfo/2.0", get(instance::nodeinfo))
+        .route("/avatars/original/missing.png", get(instance::missing_image))
+        .route("/headers/original/missing.png", get(instance::missing_image))
+}

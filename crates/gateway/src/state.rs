@@ -1,0 +1,105 @@
+//! What every handler shares: clients of the services and the gateway's caches.
+
+use std::{ops::Deref, sync::Arc};
+
+use rookery_kit::{
+    cache::{CacheHub, TieredCache},
+    grpc::TracedChannel,
+    redis::Redis,
+};
+use rookery_proto::users::v1::{self as pb, users_client::UsersClient};
+use tonic::Code;
+
+use crate::{auth::Auth, config::Config, error::ApiError};
+
+/// Shared state (cheap to clone).
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The contents of [`AppState`].
+pub struct Inner {
+    /// The configuration the gateway runs with.
+    pub config: Config,
+    /// The users service.
+    pub users: UsersClient<TracedChannel>,
+    /// Health checks of the users service (readiness).
+    pub health: tonic_health::pb::health_client::HealthClient<TracedChannel>,
+    /// Token resolutions (process-local, evicted by broadcast revocations).
+    pub tokens: TieredCache<pb::Authentication>,
+    /// Instance statistics (process-local, refreshed every minute).
+    pub stats: TieredCache<pb::InstanceStats>,
+    /// Redis (readiness reports it; the gateway works without it).
+    pub redis: Redis,
+    /// The cache invalidation hub of this process.
+    pub hub: Arc<CacheHub>,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl From<rookery_kit::Error> for ApiError {
+    fn from(e: rookery_kit::Error) -> Self {
+        tracing::warn!(error = %e, "plumbing failure");
+        ApiError::new(http::StatusCode::SERVICE_UNAVAILABLE, "Service temporarily unavailable, retry later")
+    }
+}
+
+impl AppState {
+    /// Wraps the parts.
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    /// A users client for one call.
+    pub fn users(&self) -> UsersClient<TracedChannel> {
+        self.users.clone()
+    }
+
+    /// Resolves a bearer token: cache first, the users service on a miss.
+    pub async fn authenticate(&self, token: &str) -> Result<Auth, ApiError> {
+        let key = crate::auth::token_key(token);
+        let found = self
+            .tokens
+            .get(&key, || async {
+                let req = pb::AuthenticateRequest { access_token: token.to_owned() };
+                match self.users().authenticate(req).await {
+                    Ok(res) => Ok(Some(res.into_inner())),
+                    Err(s) if s.code() == Code::Unauthenticated => Ok(None),
+                    Err(s) => Err(ApiError::from(s)),
+                }
+            })
+            .await?;
+        found
+            .map(|token| Auth { token: Arc::new(token) })
+            .ok_or_else(ApiError::invalid_token)
+    }
+
+    /// Forgets a token resolution in this process at once (the users service tells the
+    /// other replicas).
+    pub async fn forget_token(&self, token: &str) {
+        self.tokens.evict_local(&crate::auth::token_key(token)).await;
+    }
+
+    /// The account behind a token, or 401 if it no longer exists.
+    pub async fn account(&self, id: rookery_kit::ids::AccountId) -> Result<pb::Account, ApiError> {
+        let res = self.users().get_accounts(pb::GetAccountsRequest { ids: vec![id.0] }).await?;
+        res.into_inner().accounts.into_iter().next().ok_or_else(ApiError::not_found)
+    }
+
+    /// Instance statistics, at most a minute old.
+    pub async fn stats(&self) -> pb::InstanceStats {
+        let loaded = self
+            .stats
+            .get("instance", || async {
+                let res = self.users().get_instance_stats(pb::GetInstanceStatsRequest {}).await?;
+                Ok::<_, ApiError>(Some(res.into_inner()))
+            })
+            .await;
+        // The instance document must answer even when users is down: zeros until it is back.
+        loaded.ok().flatten().unwrap_or_default()
+    }
+}
