@@ -17,7 +17,7 @@ use opentelemetry::{
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::{Error, Result};
 
@@ -67,17 +67,21 @@ pub fn init(service_name: &'static str) -> Result<Telemetry> {
                 .build(),
         )
     };
+    // Each layer filters on its own: RUST_LOG sets how chatty the logs are, and must not
+    // switch off the spans that traces are made of.
     let otel_layer = provider.as_ref().map(|p| {
         opentelemetry::global::set_tracer_provider(p.clone());
-        tracing_opentelemetry::layer().with_tracer(p.tracer(service_name))
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer(service_name))
+            .with_filter(EnvFilter::new(crate::config::env_or("OTEL_TRACES_FILTER", "info")))
     });
-    let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
+    let registry = tracing_subscriber::registry().with(otel_layer);
     let installed = if json {
         registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
+            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_filter(filter))
             .try_init()
     } else {
-        registry.with(tracing_subscriber::fmt::layer()).try_init()
+        registry.with(tracing_subscriber::fmt::layer().with_filter(filter)).try_init()
     };
     installed.map_err(|e| Error::Config(format!("logging: {e}")))?;
     metrics_handle();
