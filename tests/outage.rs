@@ -12,13 +12,25 @@ use tokio::process::{Child, Command};
 
 async fn start_redis(port: u16) -> Child {
     let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .expect("redis-server must be installed (make test installs it)");
     let up = eventually(Duration::from_secs(5), || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(|_| ())
     })
     .await;
     assert!(up.is_some(), "private redis-server did not start");
@@ -36,19 +48,38 @@ async fn redis_down_reads_and_writes_still_work_and_events_follow_later() {
     let app = stack.create_app().await;
     let name = username("down");
     let token = stack.register(&app, &name).await;
-    let me = json_ok(stack.get("/api/v1/accounts/verify_credentials", Some(&token)).await).await;
+    let me = json_ok(
+        stack
+            .get("/api/v1/accounts/verify_credentials", Some(&token))
+            .await,
+    )
+    .await;
     let id = me["id"].as_str().unwrap().to_owned();
 
     redis.kill().await.unwrap();
 
     // A token the gateway has never seen: token cache miss, account cache L2 unreachable.
-    let login = json_ok(stack.log_in(&app, &name, "correct horse", "read write").await).await;
+    let login = json_ok(
+        stack
+            .log_in(&app, &name, "correct horse", "read write")
+            .await,
+    )
+    .await;
     let fresh = login["access_token"].as_str().unwrap().to_owned();
     let started = std::time::Instant::now();
-    let me = json_ok(stack.get("/api/v1/accounts/verify_credentials", Some(&fresh)).await).await;
+    let me = json_ok(
+        stack
+            .get("/api/v1/accounts/verify_credentials", Some(&fresh))
+            .await,
+    )
+    .await;
     assert_eq!(me["username"], name.as_str());
     // Bound on a fault path, not a benchmark: every Redis call has a 100 ms budget.
-    assert!(started.elapsed() < Duration::from_secs(2), "reads stall without Redis: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "reads stall without Redis: {:?}",
+        started.elapsed()
+    );
 
     // Writes succeed, and are visible at once through this gateway.
     let res = stack
@@ -60,15 +91,26 @@ async fn redis_down_reads_and_writes_still_work_and_events_follow_later() {
         .await
         .unwrap();
     json_ok(res).await;
-    let me = json_ok(stack.get("/api/v1/accounts/verify_credentials", Some(&fresh)).await).await;
+    let me = json_ok(
+        stack
+            .get("/api/v1/accounts/verify_credentials", Some(&fresh))
+            .await,
+    )
+    .await;
     assert_eq!(me["display_name"], "Written while Redis was down");
 
     // Redis comes back (empty): the outbox relay publishes what it held.
     let _redis = start_redis(port).await;
     let events = eventually(Duration::from_secs(15), || async {
         let events = stack.user_events().await;
-        events.iter().any(|(t, a)| t == "account.updated" && *a == id).then_some(events)
+        events
+            .iter()
+            .any(|(t, a)| t == "account.updated" && *a == id)
+            .then_some(events)
     })
     .await;
-    assert!(events.is_some(), "account.updated written during the outage was never published");
+    assert!(
+        events.is_some(),
+        "account.updated written during the outage was never published"
+    );
 }

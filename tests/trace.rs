@@ -52,7 +52,9 @@ impl TraceService for Collector {
                 }
             }
         }
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
@@ -62,31 +64,49 @@ fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
     let path = dir.join(name);
-    assert!(path.exists(), "{} not found: run `cargo build --bins` first", path.display());
+    assert!(
+        path.exists(),
+        "{} not found: run `cargo build --bins` first",
+        path.display()
+    );
     path
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn spawn_binary(name: &str, args: &[&str], env: &[(&str, String)]) -> Child {
     let mut cmd = Command::new(binary(name));
-    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::inherit()).kill_on_drop(true);
+    cmd.args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
     for (k, v) in env {
         cmd.env(k, v);
     }
     // Export quickly; the batch is flushed on shutdown anyway.
-    cmd.env("OTEL_BSP_SCHEDULE_DELAY", "200").env("RUST_LOG", "warn");
+    cmd.env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .env("RUST_LOG", "warn");
     cmd.spawn().unwrap()
 }
 
 async fn terminate(mut child: Child) {
     let pid = child.id().unwrap();
-    let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let exit = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-    assert!(exit.is_ok_and(|s| s.is_ok_and(|s| s.success())), "{pid} did not exit cleanly on SIGTERM");
+    assert!(
+        exit.is_ok_and(|s| s.is_ok_and(|s| s.success())),
+        "{pid} did not exit cleanly on SIGTERM"
+    );
 }
 
 #[tokio::test]
@@ -111,7 +131,10 @@ async fn one_request_is_one_trace_across_gateway_and_users() {
         ("REDIS_PREFIX", prefix.clone()),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.clone()),
     ];
-    let migrate = spawn_binary("rookery-users", &["migrate"], &common).wait().await.unwrap();
+    let migrate = spawn_binary("rookery-users", &["migrate"], &common)
+        .wait()
+        .await
+        .unwrap();
     assert!(migrate.success());
     let mut users_env = common.to_vec();
     users_env.push(("USERS_GRPC_ADDR", format!("127.0.0.1:{grpc}")));
@@ -134,7 +157,11 @@ async fn one_request_is_one_trace_across_gateway_and_users() {
     let app = json_ok(
         client
             .post(format!("{base}/api/v1/apps"))
-            .form(&[("client_name", "trace"), ("redirect_uris", "urn:ietf:wg:oauth:2.0:oob"), ("scopes", "read write")])
+            .form(&[
+                ("client_name", "trace"),
+                ("redirect_uris", "urn:ietf:wg:oauth:2.0:oob"),
+                ("scopes", "read write"),
+            ])
             .send()
             .await
             .unwrap(),
@@ -161,7 +188,12 @@ async fn one_request_is_one_trace_across_gateway_and_users() {
         client
             .post(format!("{base}/api/v1/accounts"))
             .bearer_auth(&app_token)
-            .form(&[("username", "tracer"), ("email", "tracer@example.com"), ("password", "correct horse"), ("agreement", "true")])
+            .form(&[
+                ("username", "tracer"),
+                ("email", "tracer@example.com"),
+                ("password", "correct horse"),
+                ("agreement", "true"),
+            ])
             .send()
             .await
             .unwrap(),
@@ -188,35 +220,67 @@ async fn one_request_is_one_trace_across_gateway_and_users() {
     let root = spans
         .iter()
         .find(|(svc, s)| svc == "gateway" && s.name == "GET /api/v1/accounts/verify_credentials")
-        .unwrap_or_else(|| panic!("no gateway span for verify_credentials among {:?}", names(&spans)));
+        .unwrap_or_else(|| {
+            panic!(
+                "no gateway span for verify_credentials among {:?}",
+                names(&spans)
+            )
+        });
     let trace_id = &root.1.trace_id;
-    assert!(root.1.parent_span_id.is_empty(), "the gateway starts the trace");
-    let in_trace: Vec<&(String, Span)> = spans.iter().filter(|(_, s)| &s.trace_id == trace_id).collect();
-    let by_id: HashMap<&[u8], &(String, Span)> = in_trace.iter().map(|e| (e.1.span_id.as_slice(), *e)).collect();
+    assert!(
+        root.1.parent_span_id.is_empty(),
+        "the gateway starts the trace"
+    );
+    let in_trace: Vec<&(String, Span)> = spans
+        .iter()
+        .filter(|(_, s)| &s.trace_id == trace_id)
+        .collect();
+    let by_id: HashMap<&[u8], &(String, Span)> = in_trace
+        .iter()
+        .map(|e| (e.1.span_id.as_slice(), *e))
+        .collect();
 
     // Every users-side server span of this trace hangs off a gateway client span of the
     // same RPC, which hangs off the HTTP span.
-    let servers: Vec<_> = in_trace.iter().filter(|(svc, s)| svc == "users" && s.name.starts_with("rookery.users.v1.Users/")).collect();
+    let servers: Vec<_> = in_trace
+        .iter()
+        .filter(|(svc, s)| svc == "users" && s.name.starts_with("rookery.users.v1.Users/"))
+        .collect();
     let methods: Vec<&str> = servers.iter().map(|(_, s)| s.name.as_str()).collect();
-    assert!(methods.contains(&"rookery.users.v1.Users/Authenticate"), "{methods:?}");
-    assert!(methods.contains(&"rookery.users.v1.Users/GetAccounts"), "{methods:?}");
+    assert!(
+        methods.contains(&"rookery.users.v1.Users/Authenticate"),
+        "{methods:?}"
+    );
+    assert!(
+        methods.contains(&"rookery.users.v1.Users/GetAccounts"),
+        "{methods:?}"
+    );
     for (_, server) in &servers {
         let (client_svc, client_span) = by_id
             .get(server.parent_span_id.as_slice())
             .unwrap_or_else(|| panic!("{}: parent not in the trace", server.name));
         assert_eq!(client_svc, "gateway");
-        assert_eq!(client_span.name, server.name, "client and server spans name the same RPC");
+        assert_eq!(
+            client_span.name, server.name,
+            "client and server spans name the same RPC"
+        );
         assert_eq!(client_span.kind, 3, "SPAN_KIND_CLIENT");
         assert_eq!(server.kind, 2, "SPAN_KIND_SERVER");
         // The client span descends from the HTTP request span.
         let mut cursor = client_span;
         while !cursor.parent_span_id.is_empty() && cursor.span_id != root.1.span_id {
-            cursor = &by_id.get(cursor.parent_span_id.as_slice()).expect("broken parent chain").1;
+            cursor = &by_id
+                .get(cursor.parent_span_id.as_slice())
+                .expect("broken parent chain")
+                .1;
         }
         assert_eq!(cursor.span_id, root.1.span_id);
     }
 }
 
 fn names(spans: &[(String, Span)]) -> Vec<String> {
-    spans.iter().map(|(svc, s)| format!("{svc}:{}", s.name)).collect()
+    spans
+        .iter()
+        .map(|(svc, s)| format!("{svc}:{}", s.name))
+        .collect()
 }

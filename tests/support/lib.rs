@@ -53,11 +53,18 @@ pub async fn spawn_with_redis(redis_url: &str) -> Stack {
     let shutdown = CancellationToken::new();
 
     let users_config = rookery_users::Config::for_tests(&db.url, redis_url, &prefix);
-    rookery_users::migrate(&users_config).await.expect("migrations");
+    rookery_users::migrate(&users_config)
+        .await
+        .expect("migrations");
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let ops = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let users_url = format!("http://{}", grpc.local_addr().unwrap());
-    tokio::spawn(rookery_users::run(grpc, ops, users_config, shutdown.clone()));
+    tokio::spawn(rookery_users::run(
+        grpc,
+        ops,
+        users_config,
+        shutdown.clone(),
+    ));
 
     let base = spawn_gateway(&users_url, redis_url, &prefix, &shutdown).await;
     let stack = Stack {
@@ -77,7 +84,12 @@ pub async fn spawn_with_redis(redis_url: &str) -> Stack {
 }
 
 /// Starts one more gateway replica of the stack; returns its base URL.
-pub async fn spawn_gateway(users_url: &str, redis_url: &str, prefix: &str, shutdown: &CancellationToken) -> String {
+pub async fn spawn_gateway(
+    users_url: &str,
+    redis_url: &str,
+    prefix: &str,
+    shutdown: &CancellationToken,
+) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let config = rookery_gateway::Config::for_tests(users_url, redis_url, prefix);
@@ -88,7 +100,13 @@ pub async fn spawn_gateway(users_url: &str, redis_url: &str, prefix: &str, shutd
 impl Stack {
     /// Another gateway replica sharing this stack's users service and Redis.
     pub async fn second_gateway(&self) -> String {
-        let base = spawn_gateway(&self.users_url, &self.redis_url, &self.redis_prefix, &self.shutdown).await;
+        let base = spawn_gateway(
+            &self.users_url,
+            &self.redis_url,
+            &self.redis_prefix,
+            &self.shutdown,
+        )
+        .await;
         self.wait_ready(&base).await;
         base
     }
@@ -102,18 +120,32 @@ impl Stack {
             {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "gateway at {base} never became ready");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "gateway at {base} never became ready"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// `POST` a form to the gateway.
-    pub async fn post_form(&self, path: &str, token: Option<&str>, form: &[(&str, &str)]) -> Response {
+    pub async fn post_form(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        form: &[(&str, &str)],
+    ) -> Response {
         self.post_form_at(&self.base, path, token, form).await
     }
 
     /// `POST` a form to a given gateway.
-    pub async fn post_form_at(&self, base: &str, path: &str, token: Option<&str>, form: &[(&str, &str)]) -> Response {
+    pub async fn post_form_at(
+        &self,
+        base: &str,
+        path: &str,
+        token: Option<&str>,
+        form: &[(&str, &str)],
+    ) -> Response {
         let mut req = self.http.post(format!("{base}{path}")).form(form);
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -143,7 +175,10 @@ impl Stack {
                 None,
                 &[
                     ("client_name", "e2e"),
-                    ("redirect_uris", "urn:ietf:wg:oauth:2.0:oob https://client.example/cb"),
+                    (
+                        "redirect_uris",
+                        "urn:ietf:wg:oauth:2.0:oob https://client.example/cb",
+                    ),
                     ("scopes", "read write follow push"),
                 ],
             )
@@ -169,7 +204,10 @@ impl Stack {
                 ],
             )
             .await;
-        json_ok(res).await["access_token"].as_str().unwrap().to_owned()
+        json_ok(res).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// Registers `username` (email `{username}@example.com`, password `correct horse`)
@@ -190,7 +228,10 @@ impl Stack {
                 ],
             )
             .await;
-        json_ok(res).await["access_token"].as_str().unwrap().to_owned()
+        json_ok(res).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// Password grant; returns the raw response.
@@ -251,9 +292,15 @@ pub async fn json_error(res: Response, status: u16) -> Value {
         .unwrap_or_default();
     let body = res.text().await.unwrap();
     assert_eq!(got.as_u16(), status, "unexpected status, body: {body}");
-    assert!(content_type.starts_with("application/json"), "error is not JSON ({content_type}): {body}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "error is not JSON ({content_type}): {body}"
+    );
     let json: Value = serde_json::from_str(&body).unwrap();
-    assert!(json["error"].as_str().is_some_and(|e| !e.is_empty()), "no error message: {body}");
+    assert!(
+        json["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "no error message: {body}"
+    );
     json
 }
 

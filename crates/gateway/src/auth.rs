@@ -13,7 +13,12 @@ use crate::{error::ApiError, state::AppState};
 
 /// Children of the legacy `follow` scope.
 const FOLLOW_CHILDREN: &[&str] = &[
-    "read:blocks", "write:blocks", "read:follows", "write:follows", "read:mutes", "write:mutes",
+    "read:blocks",
+    "write:blocks",
+    "read:follows",
+    "write:follows",
+    "read:mutes",
+    "write:mutes",
 ];
 
 /// True when the space-separated `granted` scopes include `required`, directly or
@@ -21,14 +26,19 @@ const FOLLOW_CHILDREN: &[&str] = &[
 pub fn has_scope(granted: &str, required: &str) -> bool {
     granted.split(' ').any(|g| {
         g == required
-            || required.strip_prefix(g).is_some_and(|rest| rest.starts_with(':'))
+            || required
+                .strip_prefix(g)
+                .is_some_and(|rest| rest.starts_with(':'))
             || (g == "follow" && FOLLOW_CHILDREN.contains(&required))
     })
 }
 
 /// Hex SHA-256 of a token: the cache key, the same key the users service revokes under.
 pub fn token_key(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// An authenticated request (app or user token).
@@ -44,7 +54,10 @@ impl Auth {
         if scopes.iter().any(|s| has_scope(&self.token.scopes, s)) {
             Ok(())
         } else {
-            Err(ApiError::new(http::StatusCode::FORBIDDEN, "This action is outside the authorized scopes"))
+            Err(ApiError::new(
+                http::StatusCode::FORBIDDEN,
+                "This action is outside the authorized scopes",
+            ))
         }
     }
 
@@ -62,7 +75,10 @@ fn bearer(parts: &Parts) -> Option<Result<&str, ApiError>> {
     let token = header
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 512);
     Some(token.ok_or_else(ApiError::invalid_token))
@@ -111,6 +127,9 @@ mod tests {
 
     #[test]
     fn token_key_is_hex_sha256() {
-        assert_eq!(token_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            token_key("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

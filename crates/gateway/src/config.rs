@@ -79,9 +79,9 @@ impl Config {
         instance.contact_email = env_or("ROOKERY_CONTACT_EMAIL", "");
         instance.registrations_open = env_parse("ROOKERY_REGISTRATIONS_OPEN", true)?;
         Ok(Self {
-            addr: addr
-                .parse()
-                .map_err(|_| rookery_kit::Error::Config("GATEWAY_ADDR: not a socket address".into()))?,
+            addr: addr.parse().map_err(|_| {
+                rookery_kit::Error::Config("GATEWAY_ADDR: not a socket address".into())
+            })?,
             users_url: env_or("USERS_URL", "http://127.0.0.1:50051"),
             redis: RedisConfig::from_env()?,
             instance,

@@ -55,7 +55,11 @@ impl ApiError {
 
     /// An OAuth error (RFC 6749 §5.2): `invalid_client` is 401, the rest 400.
     pub fn oauth(error: &str, description: &str) -> Self {
-        let status = if error == "invalid_client" { StatusCode::UNAUTHORIZED } else { StatusCode::BAD_REQUEST };
+        let status = if error == "invalid_client" {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::BAD_REQUEST
+        };
         Self {
             status,
             error: error.to_owned(),
@@ -69,7 +73,9 @@ impl ApiError {
         let mut details = Map::new();
         let mut sentences = Vec::new();
         for e in errors {
-            let entry = details.entry(e.field.clone()).or_insert_with(|| Value::Array(Vec::new()));
+            let entry = details
+                .entry(e.field.clone())
+                .or_insert_with(|| Value::Array(Vec::new()));
             if let Value::Array(list) = entry {
                 list.push(json!({ "error": e.code, "description": e.description }));
             }
@@ -113,20 +119,38 @@ impl IntoResponse for ApiError {
 impl From<tonic::Status> for ApiError {
     fn from(s: tonic::Status) -> Self {
         let (status, msg) = match s.code() {
-            Code::InvalidArgument | Code::OutOfRange => (StatusCode::UNPROCESSABLE_ENTITY, s.message().to_owned()),
+            Code::InvalidArgument | Code::OutOfRange => {
+                (StatusCode::UNPROCESSABLE_ENTITY, s.message().to_owned())
+            }
             Code::FailedPrecondition => (StatusCode::UNPROCESSABLE_ENTITY, s.message().to_owned()),
-            Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "The access token is invalid".to_owned()),
-            Code::PermissionDenied => (StatusCode::FORBIDDEN, "This action is not allowed".to_owned()),
+            Code::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                "The access token is invalid".to_owned(),
+            ),
+            Code::PermissionDenied => (
+                StatusCode::FORBIDDEN,
+                "This action is not allowed".to_owned(),
+            ),
             Code::NotFound => (StatusCode::NOT_FOUND, "Record not found".to_owned()),
             Code::AlreadyExists => (StatusCode::CONFLICT, s.message().to_owned()),
-            Code::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, "Too many requests".to_owned()),
-            Code::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, "The request took too long, retry later".to_owned()),
-            Code::Unavailable | Code::Cancelled => {
-                (StatusCode::SERVICE_UNAVAILABLE, "Service temporarily unavailable, retry later".to_owned())
-            }
+            Code::ResourceExhausted => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests".to_owned(),
+            ),
+            Code::DeadlineExceeded => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "The request took too long, retry later".to_owned(),
+            ),
+            Code::Unavailable | Code::Cancelled => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service temporarily unavailable, retry later".to_owned(),
+            ),
             _ => {
                 tracing::error!(code = ?s.code(), message = s.message(), "downstream internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error".to_owned())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal server error".to_owned(),
+                )
             }
         };
         if status.is_server_error() && status != StatusCode::INTERNAL_SERVER_ERROR {

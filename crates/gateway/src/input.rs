@@ -20,9 +20,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Params<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
+        let mut pairs: Vec<(String, String)> =
+            url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
         let content_type = req
             .headers()
             .get(CONTENT_TYPE)
@@ -43,7 +44,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Params<T> {
                     continue;
                 }
                 let name = field.name().unwrap_or("").to_owned();
-                let value = field.text().await.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+                let value = field
+                    .text()
+                    .await
+                    .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
                 pairs.push((name, value));
             }
             return from_pairs(pairs).map(Params);
@@ -51,7 +55,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Params<T> {
         let body = Bytes::from_request(req, state)
             .await
             .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
-        if content_type.starts_with("application/json") && !body.iter().all(u8::is_ascii_whitespace) {
+        if content_type.starts_with("application/json") && !body.iter().all(u8::is_ascii_whitespace)
+        {
             return serde_json::from_slice(&body).map(Params).map_err(|e| {
                 use serde_json::error::Category;
                 match e.classify() {
@@ -71,7 +76,8 @@ fn from_pairs<T: DeserializeOwned>(pairs: Vec<(String, String)>) -> Result<T, Ap
     let encoded = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish();
-    serde_html_form::from_str(&encoded).map_err(|e| ApiError::unprocessable(format!("Invalid parameters: {e}")))
+    serde_html_form::from_str(&encoded)
+        .map_err(|e| ApiError::unprocessable(format!("Invalid parameters: {e}")))
 }
 
 /// `deserialize_with` for optional booleans in any client encoding.
@@ -123,7 +129,10 @@ pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Er
     }
     Ok(match <OneOrMany as serde::Deserialize>::deserialize(d)? {
         OneOrMany::One(s) => s.split_whitespace().map(str::to_owned).collect(),
-        OneOrMany::Many(v) => v.into_iter().flat_map(|s| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>()).collect(),
+        OneOrMany::Many(v) => v
+            .into_iter()
+            .flat_map(|s| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .collect(),
     })
 }
 
@@ -155,18 +164,60 @@ mod tests {
 
     #[tokio::test]
     async fn form_json_and_query_all_work() {
-        let p = parse("application/x-www-form-urlencoded", "/?name=q", "locked=1&uris[]=a&uris[]=b&junk=1&junk=2").await.unwrap();
-        assert_eq!((p.name.as_deref(), p.locked, p.uris.len()), (Some("q"), Some(true), 2));
-        let p = parse("application/json", "/", r#"{"name":"j","locked":false,"uris":"x y"}"#).await.unwrap();
-        assert_eq!((p.name.as_deref(), p.locked, p.uris), (Some("j"), Some(false), vec!["x".to_owned(), "y".to_owned()]));
-        let p = parse("application/x-www-form-urlencoded", "/", "name=a+b%26c&locked=True").await.unwrap();
+        let p = parse(
+            "application/x-www-form-urlencoded",
+            "/?name=q",
+            "locked=1&uris[]=a&uris[]=b&junk=1&junk=2",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (p.name.as_deref(), p.locked, p.uris.len()),
+            (Some("q"), Some(true), 2)
+        );
+        let p = parse(
+            "application/json",
+            "/",
+            r#"{"name":"j","locked":false,"uris":"x y"}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (p.name.as_deref(), p.locked, p.uris),
+            (Some("j"), Some(false), vec!["x".to_owned(), "y".to_owned()])
+        );
+        let p = parse(
+            "application/x-www-form-urlencoded",
+            "/",
+            "name=a+b%26c&locked=True",
+        )
+        .await
+        .unwrap();
         assert_eq!((p.name.as_deref(), p.locked), (Some("a b&c"), Some(true)));
     }
 
     #[tokio::test]
     async fn malformed_input_is_a_client_error() {
-        assert_eq!(parse("application/json", "/", "{nope").await.unwrap_err().status, 400);
-        assert_eq!(parse("application/json", "/", r#"{"locked":"maybe"}"#).await.unwrap_err().status, 422);
-        assert_eq!(parse("application/x-www-form-urlencoded", "/", "locked=maybe").await.unwrap_err().status, 422);
+        assert_eq!(
+            parse("application/json", "/", "{nope")
+                .await
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(
+            parse("application/json", "/", r#"{"locked":"maybe"}"#)
+                .await
+                .unwrap_err()
+                .status,
+            422
+        );
+        assert_eq!(
+            parse("application/x-www-form-urlencoded", "/", "locked=maybe")
+                .await
+                .unwrap_err()
+                .status,
+            422
+        );
     }
 }

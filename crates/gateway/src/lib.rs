@@ -127,7 +127,10 @@ pub fn app(state: AppState, readiness: Readiness) -> Router {
                 .layer(axum::middleware::from_fn(middleware::json_errors))
                 .layer(axum::middleware::from_fn(middleware::retry_after))
                 // A stuck dependency must not hold a connection forever.
-                .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, config.request_timeout))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    config.request_timeout,
+                ))
                 // Reject oversized bodies from Content-Length before reading them (413).
                 .layer(RequestBodyLimitLayer::new(config.body_limit))
                 .layer(DefaultBodyLimit::max(config.body_limit)),
@@ -135,7 +138,11 @@ pub fn app(state: AppState, readiness: Readiness) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown`, then drains in-flight requests.
-pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let state = state(config, &shutdown)?;
     let readiness = readiness(&state);
     let app = app(state, readiness.clone());
@@ -158,10 +165,14 @@ pub fn readiness(state: &AppState) -> Readiness {
         let mut health = state.health.clone();
         Box::pin(async move {
             let res = health
-                .check(tonic_health::pb::HealthCheckRequest { service: "rookery.users.v1.Users".into() })
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: "rookery.users.v1.Users".into(),
+                })
                 .await
                 .map_err(|s| format!("users: {}", s.message()))?;
-            if res.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+            if res.into_inner().status
+                == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+            {
                 Ok(())
             } else {
                 Err("users: not serving".to_owned())

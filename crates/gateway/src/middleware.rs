@@ -19,7 +19,10 @@ use crate::error::ApiError;
 pub async fn observe(matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let route = matched
+        .as_ref()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
     let request_id = req
         .headers()
         .get("x-request-id")
@@ -72,8 +75,13 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         return response;
     }
     let (parts, body) = response.into_parts();
-    let text = match http_body_util::Limited::new(body, MAX_ERROR_TEXT).collect().await {
-        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).trim().to_owned(),
+    let text = match http_body_util::Limited::new(body, MAX_ERROR_TEXT)
+        .collect()
+        .await
+    {
+        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes())
+            .trim()
+            .to_owned(),
         Err(_) => String::new(),
     };
     let message = if text.is_empty() || text.starts_with('<') {
@@ -110,9 +118,12 @@ pub async fn not_found() -> Response {
 /// A 503 from the timeout layer also tells clients when to come back.
 pub async fn retry_after(req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
-    if response.status() == StatusCode::SERVICE_UNAVAILABLE && !response.headers().contains_key(header::RETRY_AFTER) {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE
+        && !response.headers().contains_key(header::RETRY_AFTER)
+    {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     }
     response
 }
-

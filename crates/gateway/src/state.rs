@@ -44,7 +44,10 @@ impl Deref for AppState {
 impl From<rookery_kit::Error> for ApiError {
     fn from(e: rookery_kit::Error) -> Self {
         tracing::warn!(error = %e, "plumbing failure");
-        ApiError::new(http::StatusCode::SERVICE_UNAVAILABLE, "Service temporarily unavailable, retry later")
+        ApiError::new(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "Service temporarily unavailable, retry later",
+        )
     }
 }
 
@@ -65,7 +68,9 @@ impl AppState {
         let found = self
             .tokens
             .get(&key, || async {
-                let req = pb::AuthenticateRequest { access_token: token.to_owned() };
+                let req = pb::AuthenticateRequest {
+                    access_token: token.to_owned(),
+                };
                 match self.users().authenticate(req).await {
                     Ok(res) => Ok(Some(res.into_inner())),
                     Err(s) if s.code() == Code::Unauthenticated => Ok(None),
@@ -74,20 +79,31 @@ impl AppState {
             })
             .await?;
         found
-            .map(|token| Auth { token: Arc::new(token) })
+            .map(|token| Auth {
+                token: Arc::new(token),
+            })
             .ok_or_else(ApiError::invalid_token)
     }
 
     /// Forgets a token resolution in this process at once (the users service tells the
     /// other replicas).
     pub async fn forget_token(&self, token: &str) {
-        self.tokens.evict_local(&crate::auth::token_key(token)).await;
+        self.tokens
+            .evict_local(&crate::auth::token_key(token))
+            .await;
     }
 
     /// The account behind a token, or 401 if it no longer exists.
     pub async fn account(&self, id: rookery_kit::ids::AccountId) -> Result<pb::Account, ApiError> {
-        let res = self.users().get_accounts(pb::GetAccountsRequest { ids: vec![id.0] }).await?;
-        res.into_inner().accounts.into_iter().next().ok_or_else(ApiError::not_found)
+        let res = self
+            .users()
+            .get_accounts(pb::GetAccountsRequest { ids: vec![id.0] })
+            .await?;
+        res.into_inner()
+            .accounts
+            .into_iter()
+            .next()
+            .ok_or_else(ApiError::not_found)
     }
 
     /// Instance statistics, at most a minute old.
@@ -95,7 +111,10 @@ impl AppState {
         let loaded = self
             .stats
             .get("instance", || async {
-                let res = self.users().get_instance_stats(pb::GetInstanceStatsRequest {}).await?;
+                let res = self
+                    .users()
+                    .get_instance_stats(pb::GetInstanceStatsRequest {})
+                    .await?;
                 Ok::<_, ApiError>(Some(res.into_inner()))
             })
             .await;

@@ -50,7 +50,9 @@ pub struct CacheHub {
 
 impl std::fmt::Debug for CacheHub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CacheHub").field("channel", &self.channel).finish()
+        f.debug_struct("CacheHub")
+            .field("channel", &self.channel)
+            .finish()
     }
 }
 
@@ -297,7 +299,11 @@ impl<V: Message + Default + Clone + Send + Sync + 'static> TieredCache<V> {
 
     /// Reads many keys with one L2 round trip and at most one call to `load`, which
     /// receives the keys found in neither tier and returns the values it found.
-    pub async fn get_many<E, F, Fut>(&self, keys: &[String], load: F) -> Result<HashMap<String, V>, E>
+    pub async fn get_many<E, F, Fut>(
+        &self,
+        keys: &[String],
+        load: F,
+    ) -> Result<HashMap<String, V>, E>
     where
         F: FnOnce(Vec<String>) -> Fut,
         Fut: Future<Output = Result<Vec<(String, V)>, E>>,

@@ -38,9 +38,10 @@ impl Error {
                 e,
                 sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
             ),
-            Error::Redis(_) | Error::RedisPool(_) | Error::RedisTimeout(_) | Error::LoadFailed(_) => {
-                true
-            }
+            Error::Redis(_)
+            | Error::RedisPool(_)
+            | Error::RedisTimeout(_)
+            | Error::LoadFailed(_) => true,
             Error::Config(_) | Error::Decode(_) => false,
         }
     }

@@ -88,7 +88,13 @@ impl Outbox {
 
     /// Runs the relay until `shutdown`: publishes whenever woken, and polls every
     /// `interval` for rows written by other replicas or left by a failed attempt.
-    pub fn spawn_relay(&self, pool: PgPool, redis: Redis, interval: Duration, shutdown: CancellationToken) {
+    pub fn spawn_relay(
+        &self,
+        pool: PgPool,
+        redis: Redis,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) {
         let this = self.clone();
         tokio::spawn(async move {
             let mut backoff = interval;
@@ -126,10 +132,11 @@ struct OutboxRow {
 pub async fn relay_once(pool: &PgPool, redis: &Redis, service: &'static str) -> Result<usize> {
     let mut tx = pool.begin().await?;
     // One relay at a time per service keeps the stream in commit order.
-    let leader: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('rookery.outbox.' || current_schema()))")
-            .fetch_one(&mut *tx)
-            .await?;
+    let leader: bool = sqlx::query_scalar(
+        "SELECT pg_try_advisory_xact_lock(hashtext('rookery.outbox.' || current_schema()))",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     if !leader {
         return Ok(0);
     }
@@ -263,7 +270,11 @@ impl Consumer {
     /// Creates the group (reading from the start of the stream) if it does not exist.
     pub async fn ensure_group(&self) -> Result<()> {
         let mut cmd = ::redis::cmd("XGROUP");
-        cmd.arg("CREATE").arg(&self.stream).arg(&self.group).arg("0").arg("MKSTREAM");
+        cmd.arg("CREATE")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg("0")
+            .arg("MKSTREAM");
         match self.redis.query::<()>(&cmd).await {
             Err(Error::Redis(e)) if e.code() == Some("BUSYGROUP") => Ok(()),
             other => other,
@@ -285,18 +296,17 @@ impl Consumer {
     }
 
     /// Reads new entries, waiting up to `block` for some on a dedicated connection.
-    pub async fn read(&self, conn: &mut ::redis::aio::MultiplexedConnection, block: Duration) -> Result<Vec<Event>> {
+    pub async fn read(
+        &self,
+        conn: &mut ::redis::aio::MultiplexedConnection,
+        block: Duration,
+    ) -> Result<Vec<Event>> {
         let options = StreamReadOptions::default()
             .group(&self.group, &self.name)
             .count(self.batch)
             .block(block.as_millis() as usize);
-        let reply: Option<StreamReadReply> = ::redis::AsyncCommands::xread_options(
-            conn,
-            &[&self.stream],
-            &[">"],
-            &options,
-        )
-        .await?;
+        let reply: Option<StreamReadReply> =
+            ::redis::AsyncCommands::xread_options(conn, &[&self.stream], &[">"], &options).await?;
         Ok(reply
             .into_iter()
             .flat_map(|r| r.keys)
@@ -375,7 +385,9 @@ impl Consumer {
                     let (id, topic) = (event.id.clone(), event.topic.clone());
                     match handler(event).await {
                         Ok(()) => done.push(entry_id),
-                        Err(e) => tracing::warn!(event_id = %id, topic = %topic, error = %e, "event handler failed, will retry"),
+                        Err(e) => {
+                            tracing::warn!(event_id = %id, topic = %topic, error = %e, "event handler failed, will retry")
+                        }
                     }
                 }
                 if let Err(e) = self.ack(&done).await {

@@ -150,7 +150,10 @@ pub type TracedChannel = ClientTrace<Channel>;
 
 /// Connects lazily to `url` (the caller starts even when the service is not up yet) with
 /// bounded connect and call times, and wraps the channel in [`ClientTraceLayer`].
-pub fn channel(url: &str, call_timeout: Duration) -> Result<TracedChannel, tonic::transport::Error> {
+pub fn channel(
+    url: &str,
+    call_timeout: Duration,
+) -> Result<TracedChannel, tonic::transport::Error> {
     let channel = Endpoint::from_shared(url.to_owned())?
         .connect_timeout(Duration::from_secs(1))
         .timeout(call_timeout)

@@ -111,10 +111,17 @@ pub fn deserialize_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::
             parse_id(v).map_err(E::custom)
         }
         fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
-            if v > 0 { Ok(v) } else { Err(E::custom(InvalidId)) }
+            if v > 0 {
+                Ok(v)
+            } else {
+                Err(E::custom(InvalidId))
+            }
         }
         fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
-            i64::try_from(v).ok().filter(|v| *v > 0).ok_or_else(|| E::custom(InvalidId))
+            i64::try_from(v)
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| E::custom(InvalidId))
         }
     }
     d.deserialize_any(IdVisitor)
@@ -141,7 +148,10 @@ mod tests {
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(json, "\"112233445566778899\"");
         assert_eq!(serde_json::from_str::<AccountId>(&json).unwrap(), id);
-        assert_eq!(serde_json::from_str::<AccountId>("112233445566778899").unwrap(), id);
+        assert_eq!(
+            serde_json::from_str::<AccountId>("112233445566778899").unwrap(),
+            id
+        );
         assert!(serde_json::from_str::<AccountId>("\"x1\"").is_err());
     }
 
@@ -159,5 +169,4 @@ mod tests {
         assert_eq!(millis_of(floor_for_millis(t) + 65_535), t);
         assert!(floor_for_millis(t + 1) > floor_for_millis(t) + 65_535);
     }
-
 }

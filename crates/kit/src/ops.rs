@@ -25,7 +25,9 @@ pub struct Readiness {
 
 impl std::fmt::Debug for Readiness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Readiness").field("draining", &self.draining).finish()
+        f.debug_struct("Readiness")
+            .field("draining", &self.draining)
+            .finish()
     }
 }
 
@@ -64,12 +66,21 @@ pub fn router<S: Clone + Send + Sync + 'static>(readiness: Readiness) -> Router<
 
 async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
     match readiness.check().await {
-        Ok(()) => (StatusCode::OK, axum::Json(ReadyBody { status: "ok", reason: None })),
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(ReadyBody {
+                status: "ok",
+                reason: None,
+            }),
+        ),
         Err(reason) => {
             tracing::warn!(%reason, "not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(ReadyBody { status: "unavailable", reason: Some(reason) }),
+                axum::Json(ReadyBody {
+                    status: "unavailable",
+                    reason: Some(reason),
+                }),
             )
         }
     }

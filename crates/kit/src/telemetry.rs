@@ -73,15 +73,25 @@ pub fn init(service_name: &'static str) -> Result<Telemetry> {
         opentelemetry::global::set_tracer_provider(p.clone());
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer(service_name))
-            .with_filter(EnvFilter::new(crate::config::env_or("OTEL_TRACES_FILTER", "info")))
+            .with_filter(EnvFilter::new(crate::config::env_or(
+                "OTEL_TRACES_FILTER",
+                "info",
+            )))
     });
     let registry = tracing_subscriber::registry().with(otel_layer);
     let installed = if json {
         registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_filter(filter))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_filter(filter),
+            )
             .try_init()
     } else {
-        registry.with(tracing_subscriber::fmt::layer().with_filter(filter)).try_init()
+        registry
+            .with(tracing_subscriber::fmt::layer().with_filter(filter))
+            .try_init()
     };
     installed.map_err(|e| Error::Config(format!("logging: {e}")))?;
     metrics_handle();

@@ -54,15 +54,19 @@ pub async fn database(service: &str) -> anyhow::Result<TestDatabase> {
     {
         return Err(e.into());
     }
-    conn.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await?;
+    conn.execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await?;
     conn.close().await?;
 
     let mut admin_url = url::Url::parse(&admin)?;
     admin_url.set_path(&name);
     let mut db = PgConnection::connect(admin_url.as_str()).await?;
-    db.execute(AssertSqlSafe(format!("CREATE SCHEMA {service} AUTHORIZATION {role}")))
+    db.execute(AssertSqlSafe(format!(
+        "CREATE SCHEMA {service} AUTHORIZATION {role}"
+    )))
+    .await?;
+    db.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
         .await?;
-    db.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC").await?;
     db.close().await?;
 
     let mut url = admin_url.clone();

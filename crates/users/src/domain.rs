@@ -40,8 +40,21 @@ impl FieldError {
 
 /// Usernames Mastodon reserves for the instance itself.
 const RESERVED_USERNAMES: &[&str] = &[
-    "admin", "administrator", "root", "support", "help", "mastodon", "rookery", "postmaster",
-    "webmaster", "abuse", "security", "www", "settings", "about", "api",
+    "admin",
+    "administrator",
+    "root",
+    "support",
+    "help",
+    "mastodon",
+    "rookery",
+    "postmaster",
+    "webmaster",
+    "abuse",
+    "security",
+    "www",
+    "settings",
+    "about",
+    "api",
 ];
 
 /// A local username: 1–30 of `[A-Za-z0-9_]`, not reserved. Unique case-insensitively.
@@ -56,10 +69,18 @@ impl Username {
             return Err(FieldError::new("username", "ERR_BLANK", "can't be blank"));
         }
         if name.chars().count() > 30 {
-            return Err(FieldError::new("username", "ERR_TOO_LONG", "is too long (maximum is 30 characters)"));
+            return Err(FieldError::new(
+                "username",
+                "ERR_TOO_LONG",
+                "is too long (maximum is 30 characters)",
+            ));
         }
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(FieldError::new("username", "ERR_INVALID", "must contain only letters, numbers and underscores"));
+            return Err(FieldError::new(
+                "username",
+                "ERR_INVALID",
+                "must contain only letters, numbers and underscores",
+            ));
         }
         if RESERVED_USERNAMES.contains(&name.to_ascii_lowercase().as_str()) {
             return Err(FieldError::new("username", "ERR_RESERVED", "is reserved"));
@@ -86,9 +107,13 @@ impl Email {
         }
         let valid = email.len() <= 254
             && !email.chars().any(char::is_whitespace)
-            && email
-                .split_once('@')
-                .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains('@'));
+            && email.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !domain.contains('@')
+            });
         if !valid {
             return Err(FieldError::new("email", "ERR_INVALID", "is invalid"));
         }
@@ -118,10 +143,18 @@ impl Password {
             return Err(FieldError::new("password", "ERR_BLANK", "can't be blank"));
         }
         if raw.len() < 8 {
-            return Err(FieldError::new("password", "ERR_TOO_SHORT", "is too short (minimum is 8 characters)"));
+            return Err(FieldError::new(
+                "password",
+                "ERR_TOO_SHORT",
+                "is too short (minimum is 8 characters)",
+            ));
         }
         if raw.len() > 72 {
-            return Err(FieldError::new("password", "ERR_TOO_LONG", "is too long (maximum is 72 characters)"));
+            return Err(FieldError::new(
+                "password",
+                "ERR_TOO_LONG",
+                "is too long (maximum is 72 characters)",
+            ));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -136,7 +169,11 @@ impl Password {
 pub fn parse_display_name(raw: &str) -> Result<String, FieldError> {
     let name: String = raw.trim().chars().filter(|c| !c.is_control()).collect();
     if name.chars().count() > 30 {
-        return Err(FieldError::new("display_name", "ERR_TOO_LONG", "is too long (maximum is 30 characters)"));
+        return Err(FieldError::new(
+            "display_name",
+            "ERR_TOO_LONG",
+            "is too long (maximum is 30 characters)",
+        ));
     }
     Ok(name)
 }
@@ -145,7 +182,11 @@ pub fn parse_display_name(raw: &str) -> Result<String, FieldError> {
 pub fn parse_note(raw: &str) -> Result<String, FieldError> {
     let note = raw.trim();
     if note.chars().count() > 500 {
-        return Err(FieldError::new("note", "ERR_TOO_LONG", "is too long (maximum is 500 characters)"));
+        return Err(FieldError::new(
+            "note",
+            "ERR_TOO_LONG",
+            "is too long (maximum is 500 characters)",
+        ));
     }
     Ok(note.to_owned())
 }
@@ -154,7 +195,11 @@ pub fn parse_note(raw: &str) -> Result<String, FieldError> {
 pub fn parse_privacy(raw: &str) -> Result<String, FieldError> {
     match raw {
         "public" | "unlisted" | "private" | "direct" => Ok(raw.to_owned()),
-        _ => Err(FieldError::new("source[privacy]", "ERR_INCLUSION", "is not included in the list")),
+        _ => Err(FieldError::new(
+            "source[privacy]",
+            "ERR_INCLUSION",
+            "is not included in the list",
+        )),
     }
 }
 
@@ -164,7 +209,11 @@ pub fn parse_language(raw: &str) -> Result<String, FieldError> {
     if lang.is_empty() || (lang.len() == 2 && lang.chars().all(|c| c.is_ascii_lowercase())) {
         Ok(lang)
     } else {
-        Err(FieldError::new("source[language]", "ERR_INVALID", "is not a valid ISO 639-1 code"))
+        Err(FieldError::new(
+            "source[language]",
+            "ERR_INVALID",
+            "is not a valid ISO 639-1 code",
+        ))
     }
 }
 
@@ -197,13 +246,35 @@ fn escape_html(text: &str) -> String {
 
 /// Every OAuth scope Mastodon defines.
 const KNOWN_SCOPES: &[&str] = &[
-    "read", "write", "follow", "push", "profile",
-    "read:accounts", "read:blocks", "read:bookmarks", "read:favourites", "read:filters",
-    "read:follows", "read:lists", "read:mutes", "read:notifications", "read:search",
+    "read",
+    "write",
+    "follow",
+    "push",
+    "profile",
+    "read:accounts",
+    "read:blocks",
+    "read:bookmarks",
+    "read:favourites",
+    "read:filters",
+    "read:follows",
+    "read:lists",
+    "read:mutes",
+    "read:notifications",
+    "read:search",
     "read:statuses",
-    "write:accounts", "write:blocks", "write:bookmarks", "write:conversations",
-    "write:favourites", "write:filters", "write:follows", "write:lists", "write:media",
-    "write:mutes", "write:notifications", "write:reports", "write:statuses",
+    "write:accounts",
+    "write:blocks",
+    "write:bookmarks",
+    "write:conversations",
+    "write:favourites",
+    "write:filters",
+    "write:follows",
+    "write:lists",
+    "write:media",
+    "write:mutes",
+    "write:notifications",
+    "write:reports",
+    "write:statuses",
 ];
 
 /// A set of known OAuth scopes. Requests name scopes space-separated (`+` in queries).
@@ -284,7 +355,10 @@ mod tests {
         assert_eq!(Username::parse("").unwrap_err().code, "ERR_BLANK");
         assert_eq!(Username::parse("a-b").unwrap_err().code, "ERR_INVALID");
         assert_eq!(Username::parse("émile").unwrap_err().code, "ERR_INVALID");
-        assert_eq!(Username::parse(&"a".repeat(31)).unwrap_err().code, "ERR_TOO_LONG");
+        assert_eq!(
+            Username::parse(&"a".repeat(31)).unwrap_err().code,
+            "ERR_TOO_LONG"
+        );
         assert_eq!(Username::parse("Admin").unwrap_err().code, "ERR_RESERVED");
     }
 
@@ -296,12 +370,18 @@ mod tests {
         }
         assert_eq!(Password::parse("short").unwrap_err().code, "ERR_TOO_SHORT");
         assert!(Password::parse("long enough").is_ok());
-        assert_eq!(Password::parse(&"x".repeat(73)).unwrap_err().code, "ERR_TOO_LONG");
+        assert_eq!(
+            Password::parse(&"x".repeat(73)).unwrap_err().code,
+            "ERR_TOO_LONG"
+        );
     }
 
     #[test]
     fn notes_render_escaped_paragraphs() {
-        assert_eq!(note_html("hi <b>\nthere\n\nbye"), "<p>hi &lt;b&gt;<br />there</p><p>bye</p>");
+        assert_eq!(
+            note_html("hi <b>\nthere\n\nbye"),
+            "<p>hi &lt;b&gt;<br />there</p><p>bye</p>"
+        );
         assert_eq!(note_html(""), "");
     }
 
@@ -310,10 +390,17 @@ mod tests {
         let app = Scopes::parse("read write follow push", "read").unwrap();
         assert_eq!(app.to_string(), "read write follow push");
         assert_eq!(Scopes::parse("", "read").unwrap().to_string(), "read");
-        assert_eq!(Scopes::parse("read+write", "read").unwrap().to_string(), "read write");
+        assert_eq!(
+            Scopes::parse("read+write", "read").unwrap().to_string(),
+            "read write"
+        );
         assert!(Scopes::parse("read admin:all", "read").is_err());
         assert!(Scopes::parse("read", "").unwrap().is_subset_of(&app));
-        assert!(!Scopes::parse("read:accounts", "").unwrap().is_subset_of(&app));
+        assert!(
+            !Scopes::parse("read:accounts", "")
+                .unwrap()
+                .is_subset_of(&app)
+        );
     }
 
     #[test]
@@ -326,6 +413,9 @@ mod tests {
             "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gXFwnW-cM",
             "fYKGoS0IHq7dSHU7i6ZesqB_cepvnw2ymGmVyylQY8s"
         ));
-        assert!(!pkce_matches("other", "fYKGoS0IHq7dSHU7i6ZesqB_cepvnw2ymGmVyylQY8s"));
+        assert!(!pkce_matches(
+            "other",
+            "fYKGoS0IHq7dSHU7i6ZesqB_cepvnw2ymGmVyylQY8s"
+        ));
     }
 }

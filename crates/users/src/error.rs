@@ -39,7 +39,10 @@ impl From<Error> for Status {
             Error::Unauthenticated => Status::new(Code::Unauthenticated, e.to_string()),
             Error::Kit(k) if k.is_unavailable() => {
                 tracing::warn!(error = %k, "dependency unavailable");
-                Status::new(Code::Unavailable, "a dependency is unavailable, retry later")
+                Status::new(
+                    Code::Unavailable,
+                    "a dependency is unavailable, retry later",
+                )
             }
             other => {
                 tracing::error!(error = %other, "internal error");

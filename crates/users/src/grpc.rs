@@ -28,7 +28,10 @@ impl users_server::Users for UsersGrpc {
         reply(self.0.get_app(&req.into_inner().client_id).await)
     }
 
-    async fn issue_token(&self, req: Request<pb::IssueTokenRequest>) -> Reply<pb::IssueTokenResponse> {
+    async fn issue_token(
+        &self,
+        req: Request<pb::IssueTokenRequest>,
+    ) -> Reply<pb::IssueTokenResponse> {
         reply(self.0.issue_token(req.into_inner()).await)
     }
 
@@ -39,11 +42,17 @@ impl users_server::Users for UsersGrpc {
         reply(self.0.create_authorization_code(req.into_inner()).await)
     }
 
-    async fn revoke_token(&self, req: Request<pb::RevokeTokenRequest>) -> Reply<pb::RevokeTokenResponse> {
+    async fn revoke_token(
+        &self,
+        req: Request<pb::RevokeTokenRequest>,
+    ) -> Reply<pb::RevokeTokenResponse> {
         reply(self.0.revoke_token(req.into_inner()).await)
     }
 
-    async fn authenticate(&self, req: Request<pb::AuthenticateRequest>) -> Reply<pb::Authentication> {
+    async fn authenticate(
+        &self,
+        req: Request<pb::AuthenticateRequest>,
+    ) -> Reply<pb::Authentication> {
         reply(self.0.authenticate(&req.into_inner().access_token).await)
     }
 
@@ -51,12 +60,20 @@ impl users_server::Users for UsersGrpc {
         reply(self.0.register(req.into_inner()).await)
     }
 
-    async fn get_accounts(&self, req: Request<pb::GetAccountsRequest>) -> Reply<pb::GetAccountsResponse> {
+    async fn get_accounts(
+        &self,
+        req: Request<pb::GetAccountsRequest>,
+    ) -> Reply<pb::GetAccountsResponse> {
         let ids = req.into_inner().ids;
         if ids.len() > 1000 {
             return Err(Status::invalid_argument("at most 1000 ids per call"));
         }
-        reply(self.0.get_accounts(&ids).await.map(|accounts| pb::GetAccountsResponse { accounts }))
+        reply(
+            self.0
+                .get_accounts(&ids)
+                .await
+                .map(|accounts| pb::GetAccountsResponse { accounts }),
+        )
     }
 
     async fn lookup_account(&self, req: Request<pb::LookupAccountRequest>) -> Reply<pb::Account> {
@@ -70,7 +87,10 @@ impl users_server::Users for UsersGrpc {
         reply(self.0.update_credentials(req.into_inner()).await)
     }
 
-    async fn get_instance_stats(&self, _req: Request<pb::GetInstanceStatsRequest>) -> Reply<pb::InstanceStats> {
+    async fn get_instance_stats(
+        &self,
+        _req: Request<pb::GetInstanceStatsRequest>,
+    ) -> Reply<pb::InstanceStats> {
         reply(self.0.instance_stats().await)
     }
 }

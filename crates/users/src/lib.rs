@@ -50,7 +50,12 @@ pub async fn migrate(config: &Config) -> Result<()> {
 
 /// Serves gRPC on `grpc` and the ops endpoints on `http` until `shutdown` is cancelled,
 /// then drains in-flight calls and returns.
-pub async fn run(grpc: TcpListener, http: TcpListener, config: Config, shutdown: CancellationToken) -> Result<()> {
+pub async fn run(
+    grpc: TcpListener,
+    http: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let db = Db::connect_lazy(&config.database)?;
     let redis = Redis::new(&config.redis)?;
     let hub = CacheHub::new(Some(redis.clone()));
@@ -65,13 +70,26 @@ pub async fn run(grpc: TcpListener, http: TcpListener, config: Config, shutdown:
         },
     );
     let outbox = Outbox::new("users");
-    outbox.spawn_relay(db.primary().clone(), redis.clone(), config.outbox_poll, shutdown.clone());
+    outbox.spawn_relay(
+        db.primary().clone(),
+        redis.clone(),
+        config.outbox_poll,
+        shutdown.clone(),
+    );
     db.spawn_pool_metrics("users", shutdown.clone());
     let store = store::Store::new(db.clone());
-    let users = Arc::new(service::Users::new(store, accounts, hub, outbox, config.domain.clone())?);
+    let users = Arc::new(service::Users::new(
+        store,
+        accounts,
+        hub,
+        outbox,
+        config.domain.clone(),
+    )?);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<UsersServer<grpc::UsersGrpc>>().await;
+    health_reporter
+        .set_serving::<UsersServer<grpc::UsersGrpc>>()
+        .await;
 
     let readiness = Readiness::new(Arc::new(move || {
         let db = db.clone();
@@ -93,7 +111,9 @@ pub async fn run(grpc: TcpListener, http: TcpListener, config: Config, shutdown:
         async move {
             shutdown.cancelled().await;
             readiness.drain();
-            health_reporter.set_not_serving::<UsersServer<grpc::UsersGrpc>>().await;
+            health_reporter
+                .set_not_serving::<UsersServer<grpc::UsersGrpc>>()
+                .await;
         }
     };
     tonic::transport::Server::builder()

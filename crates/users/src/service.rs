@@ -108,19 +108,29 @@ impl Users {
     pub async fn create_app(&self, req: pb::CreateAppRequest) -> Result<pb::App> {
         let name = req.name.trim();
         if name.is_empty() || name.chars().count() > 60 {
-            return Err(Error::InvalidArgument("client_name must be 1 to 60 characters".into()));
+            return Err(Error::InvalidArgument(
+                "client_name must be 1 to 60 characters".into(),
+            ));
         }
         if req.redirect_uris.is_empty() {
-            return Err(Error::InvalidArgument("redirect_uris can't be blank".into()));
+            return Err(Error::InvalidArgument(
+                "redirect_uris can't be blank".into(),
+            ));
         }
         for uri in &req.redirect_uris {
             let valid = uri == "urn:ietf:wg:oauth:2.0:oob"
-                || url::Url::parse(uri).is_ok_and(|u| u.fragment().is_none() && u.has_host() || u.scheme() != "http" && u.scheme() != "https");
+                || url::Url::parse(uri).is_ok_and(|u| {
+                    u.fragment().is_none() && u.has_host()
+                        || u.scheme() != "http" && u.scheme() != "https"
+                });
             if !valid {
-                return Err(Error::InvalidArgument(format!("redirect_uris: {uri:?} is not a valid URI")));
+                return Err(Error::InvalidArgument(format!(
+                    "redirect_uris: {uri:?} is not a valid URI"
+                )));
             }
         }
-        let scopes = Scopes::parse(&req.scopes, "read").map_err(|e| Error::InvalidArgument(format!("scopes: {e}")))?;
+        let scopes = Scopes::parse(&req.scopes, "read")
+            .map_err(|e| Error::InvalidArgument(format!("scopes: {e}")))?;
         let client_id = domain::new_secret();
         let client_secret = domain::new_secret();
         let row = self
@@ -140,12 +150,20 @@ impl Users {
     }
 
     pub async fn get_app(&self, client_id: &str) -> Result<pb::App> {
-        let row = self.store.app_by_client_id(client_id).await?.ok_or(Error::NotFound("application"))?;
+        let row = self
+            .store
+            .app_by_client_id(client_id)
+            .await?
+            .ok_or(Error::NotFound("application"))?;
         Ok(app_proto(row))
     }
 
     /// The app for `client_id` if `client_secret` is its secret.
-    async fn authenticate_client(&self, client_id: &str, client_secret: &str) -> Result<Option<AppRow>> {
+    async fn authenticate_client(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Result<Option<AppRow>> {
         let Some(app) = self.store.app_by_client_id(client_id).await? else {
             return Ok(None);
         };
@@ -156,17 +174,35 @@ impl Users {
     #[tracing::instrument(skip_all)]
     pub async fn issue_token(&self, req: pb::IssueTokenRequest) -> Result<pb::IssueTokenResponse> {
         use pb::issue_token_request::Grant;
-        let result = match self.authenticate_client(&req.client_id, &req.client_secret).await? {
+        let result = match self
+            .authenticate_client(&req.client_id, &req.client_secret)
+            .await?
+        {
             None => Err(invalid_client()),
             Some(app) => match req.grant {
-                None => Err(oauth_error("unsupported_grant_type", "The authorization grant type is not supported by the authorization server.")),
-                Some(Grant::ClientCredentials(_)) => self.grant(&app, None, &req.scopes, &app.scopes, false).await?,
-                Some(Grant::Password(p)) => match self.check_password(&p.username, &p.password).await? {
-                    None => Err(invalid_grant()),
-                    Some(account) => self.grant(&app, Some(account), &req.scopes, &app.scopes, true).await?,
-                },
-                Some(Grant::AuthorizationCode(c)) => self.exchange_code(&app, c, &req.scopes).await?,
-                Some(Grant::RefreshToken(r)) => self.refresh(&app, &r.refresh_token, &req.scopes).await?,
+                None => Err(oauth_error(
+                    "unsupported_grant_type",
+                    "The authorization grant type is not supported by the authorization server.",
+                )),
+                Some(Grant::ClientCredentials(_)) => {
+                    self.grant(&app, None, &req.scopes, &app.scopes, false)
+                        .await?
+                }
+                Some(Grant::Password(p)) => {
+                    match self.check_password(&p.username, &p.password).await? {
+                        None => Err(invalid_grant()),
+                        Some(account) => {
+                            self.grant(&app, Some(account), &req.scopes, &app.scopes, true)
+                                .await?
+                        }
+                    }
+                }
+                Some(Grant::AuthorizationCode(c)) => {
+                    self.exchange_code(&app, c, &req.scopes).await?
+                }
+                Some(Grant::RefreshToken(r)) => {
+                    self.refresh(&app, &r.refresh_token, &req.scopes).await?
+                }
             },
         };
         Ok(pb::IssueTokenResponse {
@@ -192,13 +228,21 @@ impl Users {
             Scopes::parse(granted, "read"),
             Scopes::parse(&app.scopes, "read"),
         ) else {
-            return Ok(Err(oauth_error("invalid_scope", "The requested scope is invalid, unknown, or malformed.")));
+            return Ok(Err(oauth_error(
+                "invalid_scope",
+                "The requested scope is invalid, unknown, or malformed.",
+            )));
         };
         if !scopes.is_subset_of(&granted) || !scopes.is_subset_of(&app_scopes) {
-            return Ok(Err(oauth_error("invalid_scope", "The requested scope is invalid, unknown, or malformed.")));
+            return Ok(Err(oauth_error(
+                "invalid_scope",
+                "The requested scope is invalid, unknown, or malformed.",
+            )));
         }
         let mut tx = self.store.begin().await?;
-        let token = self.insert_token(&mut tx, AppId(app.id), account, &scopes, with_refresh).await?;
+        let token = self
+            .insert_token(&mut tx, AppId(app.id), account, &scopes, with_refresh)
+            .await?;
         tx.commit().await?;
         if let Some(account) = account {
             self.store.touch_active(account).await?;
@@ -248,7 +292,11 @@ impl Users {
         requested: &str,
     ) -> Result<Result<pb::IssuedToken, pb::OAuthError>> {
         let mut tx = self.store.begin().await?;
-        let Some(code) = self.store.take_code(&mut tx, AppId(app.id), &domain::secret_hash(&grant.code)).await? else {
+        let Some(code) = self
+            .store
+            .take_code(&mut tx, AppId(app.id), &domain::secret_hash(&grant.code))
+            .await?
+        else {
             return Ok(Err(invalid_grant()));
         };
         if code.redirect_uri != grant.redirect_uri {
@@ -261,25 +309,52 @@ impl Users {
         }
         let scopes = match Scopes::parse(requested, &code.scopes) {
             Ok(s) if Scopes::parse(&code.scopes, "read").is_ok_and(|g| s.is_subset_of(&g)) => s,
-            _ => return Ok(Err(oauth_error("invalid_scope", "The requested scope is invalid, unknown, or malformed."))),
+            _ => {
+                return Ok(Err(oauth_error(
+                    "invalid_scope",
+                    "The requested scope is invalid, unknown, or malformed.",
+                )));
+            }
         };
         let account = AccountId(code.account_id);
-        let token = self.insert_token(&mut tx, AppId(app.id), Some(account), &scopes, true).await?;
+        let token = self
+            .insert_token(&mut tx, AppId(app.id), Some(account), &scopes, true)
+            .await?;
         tx.commit().await?;
         Ok(Ok(token))
     }
 
-    async fn refresh(&self, app: &AppRow, refresh_token: &str, requested: &str) -> Result<Result<pb::IssuedToken, pb::OAuthError>> {
+    async fn refresh(
+        &self,
+        app: &AppRow,
+        refresh_token: &str,
+        requested: &str,
+    ) -> Result<Result<pb::IssuedToken, pb::OAuthError>> {
         let mut tx = self.store.begin().await?;
-        let Some(old) = self.store.take_refresh_token(&mut tx, AppId(app.id), &domain::secret_hash(refresh_token)).await? else {
+        let Some(old) = self
+            .store
+            .take_refresh_token(&mut tx, AppId(app.id), &domain::secret_hash(refresh_token))
+            .await?
+        else {
             return Ok(Err(invalid_grant()));
         };
         let scopes = match Scopes::parse(requested, &old.scopes) {
             Ok(s) if Scopes::parse(&old.scopes, "read").is_ok_and(|g| s.is_subset_of(&g)) => s,
-            _ => return Ok(Err(oauth_error("invalid_scope", "The requested scope is invalid, unknown, or malformed."))),
+            _ => {
+                return Ok(Err(oauth_error(
+                    "invalid_scope",
+                    "The requested scope is invalid, unknown, or malformed.",
+                )));
+            }
         };
         let token = self
-            .insert_token(&mut tx, AppId(app.id), old.account_id.map(AccountId), &scopes, true)
+            .insert_token(
+                &mut tx,
+                AppId(app.id),
+                old.account_id.map(AccountId),
+                &scopes,
+                true,
+            )
             .await?;
         tx.commit().await?;
         // Rotation: the old access token stops working everywhere at once.
@@ -312,19 +387,38 @@ impl Users {
             return respond(R::Error(invalid_client()));
         };
         if !app.redirect_uris.iter().any(|u| u == &req.redirect_uri) {
-            return respond(R::Error(oauth_error("invalid_request", "The redirect uri included is not valid.")));
+            return respond(R::Error(oauth_error(
+                "invalid_request",
+                "The redirect uri included is not valid.",
+            )));
         }
         let scopes = match Scopes::parse(&req.scopes, &app.scopes) {
             Ok(s) if Scopes::parse(&app.scopes, "read").is_ok_and(|a| s.is_subset_of(&a)) => s,
-            _ => return respond(R::Error(oauth_error("invalid_scope", "The requested scope is invalid, unknown, or malformed."))),
+            _ => {
+                return respond(R::Error(oauth_error(
+                    "invalid_scope",
+                    "The requested scope is invalid, unknown, or malformed.",
+                )));
+            }
         };
-        let challenge = match (req.code_challenge.as_str(), req.code_challenge_method.as_str()) {
+        let challenge = match (
+            req.code_challenge.as_str(),
+            req.code_challenge_method.as_str(),
+        ) {
             ("", _) => None,
             (c, "S256") => Some(c.to_owned()),
-            _ => return respond(R::Error(oauth_error("invalid_request", "Only the S256 code challenge method is supported."))),
+            _ => {
+                return respond(R::Error(oauth_error(
+                    "invalid_request",
+                    "Only the S256 code challenge method is supported.",
+                )));
+            }
         };
         let Some(account) = self.check_password(&req.username, &req.password).await? else {
-            return respond(R::Error(oauth_error("access_denied", "Invalid username or password.")));
+            return respond(R::Error(oauth_error(
+                "access_denied",
+                "Invalid username or password.",
+            )));
         };
         let code = domain::new_secret();
         self.store
@@ -344,12 +438,21 @@ impl Users {
 
     /// RFC 7009 revocation. Unknown tokens succeed silently; wrong client credentials do not.
     #[tracing::instrument(skip_all)]
-    pub async fn revoke_token(&self, req: pb::RevokeTokenRequest) -> Result<pb::RevokeTokenResponse> {
-        let Some(app) = self.authenticate_client(&req.client_id, &req.client_secret).await? else {
+    pub async fn revoke_token(
+        &self,
+        req: pb::RevokeTokenRequest,
+    ) -> Result<pb::RevokeTokenResponse> {
+        let Some(app) = self
+            .authenticate_client(&req.client_id, &req.client_secret)
+            .await?
+        else {
             return Ok(pb::RevokeTokenResponse { client_ok: false });
         };
         let mut tx = self.store.begin().await?;
-        let revoked = self.store.revoke_token(&mut tx, AppId(app.id), &domain::secret_hash(&req.token)).await?;
+        let revoked = self
+            .store
+            .revoke_token(&mut tx, AppId(app.id), &domain::secret_hash(&req.token))
+            .await?;
         tx.commit().await?;
         if let Some(token) = revoked {
             self.broadcast_revoked(&token).await;
@@ -366,7 +469,11 @@ impl Users {
 
     pub async fn authenticate(&self, access_token: &str) -> Result<pb::Authentication> {
         let hash = domain::secret_hash(access_token);
-        let token = self.store.token_by_hash(&hash).await?.ok_or(Error::Unauthenticated)?;
+        let token = self
+            .store
+            .token_by_hash(&hash)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
         Ok(pb::Authentication {
             token_id: token.id,
             app_id: token.app_id,
@@ -380,9 +487,13 @@ impl Users {
     pub async fn register(&self, req: pb::RegisterRequest) -> Result<pb::RegisterResponse> {
         use pb::register_response::Result as R;
         let mut errors = Vec::new();
-        let username = Username::parse(&req.username).map_err(|e| errors.push(e)).ok();
+        let username = Username::parse(&req.username)
+            .map_err(|e| errors.push(e))
+            .ok();
         let email = Email::parse(&req.email).map_err(|e| errors.push(e)).ok();
-        let password = Password::parse(&req.password).map_err(|e| errors.push(e)).ok();
+        let password = Password::parse(&req.password)
+            .map_err(|e| errors.push(e))
+            .ok();
         if !req.agreement {
             errors.push(FieldError {
                 field: "agreement",
@@ -399,16 +510,28 @@ impl Users {
                 errors.push(taken("email"));
             }
         }
-        let (Some(username), Some(email), Some(password), true) = (username, email, password, errors.is_empty()) else {
-            return Ok(pb::RegisterResponse { result: Some(R::Invalid(validation(errors))) });
+        let (Some(username), Some(email), Some(password), true) =
+            (username, email, password, errors.is_empty())
+        else {
+            return Ok(pb::RegisterResponse {
+                result: Some(R::Invalid(validation(errors))),
+            });
         };
-        let app = self.store.app_by_id(AppId(req.app_id)).await?.ok_or(Error::Unauthenticated)?;
+        let app = self
+            .store
+            .app_by_id(AppId(req.app_id))
+            .await?
+            .ok_or(Error::Unauthenticated)?;
         let scopes = Scopes::parse(&req.scopes, &app.scopes).map_err(Error::InvalidArgument)?;
         let secret = password.expose().to_owned();
         let password_hash = tokio::task::spawn_blocking(move || hash_password_blocking(&secret))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
-        let locale = if req.locale.trim().is_empty() { "en" } else { req.locale.trim() };
+        let locale = if req.locale.trim().is_empty() {
+            "en"
+        } else {
+            req.locale.trim()
+        };
 
         let mut tx = self.store.begin().await?;
         let new = NewAccount {
@@ -419,21 +542,43 @@ impl Users {
         };
         let account = match self.store.insert_account(&mut tx, &new).await? {
             Ok(row) => pb::Account::from(row),
-            Err(field) => return Ok(pb::RegisterResponse { result: Some(R::Invalid(validation(vec![field]))) }),
+            Err(field) => {
+                return Ok(pb::RegisterResponse {
+                    result: Some(R::Invalid(validation(vec![field]))),
+                });
+            }
         };
         let token = self
-            .insert_token(&mut tx, AppId(app.id), Some(AccountId(account.id)), &scopes, true)
+            .insert_token(
+                &mut tx,
+                AppId(app.id),
+                Some(AccountId(account.id)),
+                &scopes,
+                true,
+            )
             .await?;
-        self.publish(&mut tx, topics::ACCOUNT_CREATED, &account).await?;
+        self.publish(&mut tx, topics::ACCOUNT_CREATED, &account)
+            .await?;
         tx.commit().await?;
         self.outbox.committed();
         tracing::info!(account_id = account.id, "account registered");
-        Ok(pb::RegisterResponse { result: Some(R::Token(token)) })
+        Ok(pb::RegisterResponse {
+            result: Some(R::Token(token)),
+        })
     }
 
-    async fn publish(&self, tx: &mut sqlx::PgConnection, topic: &str, account: &pb::Account) -> Result<()> {
-        let payload = prost::Message::encode_to_vec(&pb::AccountEvent { account: Some(account.clone()) });
-        self.outbox.enqueue(tx, topic, Some(account.id), &payload).await?;
+    async fn publish(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        topic: &str,
+        account: &pb::Account,
+    ) -> Result<()> {
+        let payload = prost::Message::encode_to_vec(&pb::AccountEvent {
+            account: Some(account.clone()),
+        });
+        self.outbox
+            .enqueue(tx, topic, Some(account.id), &payload)
+            .await?;
         Ok(())
     }
 
@@ -459,7 +604,11 @@ impl Users {
             .get_many(&keys, |missing| async move {
                 let ids: Vec<i64> = missing.iter().filter_map(|k| k.parse().ok()).collect();
                 let rows = self.store.accounts_by_ids(&ids).await?;
-                Ok::<_, Error>(rows.into_iter().map(|r| (r.id_key(), pb::Account::from(r))).collect())
+                Ok::<_, Error>(
+                    rows.into_iter()
+                        .map(|r| (r.id_key(), pb::Account::from(r)))
+                        .collect(),
+                )
             })
             .await?;
         Ok(keys.iter().filter_map(|k| found.get(k).cloned()).collect())
@@ -472,12 +621,19 @@ impl Users {
             Some((user, domain)) if domain.eq_ignore_ascii_case(&self.domain) => user,
             Some(_) => return Err(Error::NotFound("account")),
         };
-        let row = self.store.account_by_username(username).await?.ok_or(Error::NotFound("account"))?;
+        let row = self
+            .store
+            .account_by_username(username)
+            .await?
+            .ok_or(Error::NotFound("account"))?;
         Ok(row.into())
     }
 
     #[tracing::instrument(skip_all, fields(account_id = req.account_id))]
-    pub async fn update_credentials(&self, req: pb::UpdateCredentialsRequest) -> Result<pb::UpdateCredentialsResponse> {
+    pub async fn update_credentials(
+        &self,
+        req: pb::UpdateCredentialsRequest,
+    ) -> Result<pb::UpdateCredentialsResponse> {
         use pb::update_credentials_response::Result as R;
         let mut errors = Vec::new();
         let mut check = |r: Option<Result<String, FieldError>>| match r {
@@ -501,7 +657,9 @@ impl Users {
             default_sensitive: req.default_sensitive,
         };
         if !errors.is_empty() {
-            return Ok(pb::UpdateCredentialsResponse { result: Some(R::Invalid(validation(errors))) });
+            return Ok(pb::UpdateCredentialsResponse {
+                result: Some(R::Invalid(validation(errors))),
+            });
         }
         let id = AccountId(req.account_id);
         let mut tx = self.store.begin().await?;
@@ -511,16 +669,23 @@ impl Users {
             .await?
             .ok_or(Error::NotFound("account"))?
             .into();
-        self.publish(&mut tx, topics::ACCOUNT_UPDATED, &account).await?;
+        self.publish(&mut tx, topics::ACCOUNT_UPDATED, &account)
+            .await?;
         tx.commit().await?;
         self.outbox.committed();
         self.accounts.invalidate(&[id.to_string()]).await;
-        Ok(pb::UpdateCredentialsResponse { result: Some(R::Account(account)) })
+        Ok(pb::UpdateCredentialsResponse {
+            result: Some(R::Account(account)),
+        })
     }
 
     pub async fn instance_stats(&self) -> Result<pb::InstanceStats> {
         let (user_count, active_month, active_halfyear) = self.store.stats().await?;
-        Ok(pb::InstanceStats { user_count, active_month, active_halfyear })
+        Ok(pb::InstanceStats {
+            user_count,
+            active_month,
+            active_halfyear,
+        })
     }
 }
 
@@ -545,7 +710,11 @@ fn hash_password_blocking(password: &str) -> Result<String> {
 }
 
 fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 /// Comparison whose time does not depend on where the inputs differ.

@@ -249,10 +249,14 @@ impl Store {
         tx: &mut PgConnection,
         new: &NewAccount<'_>,
     ) -> Result<Result<AccountRow, FieldError>> {
-        let inserted = sqlx::query_as(concat!("WITH a AS (INSERT INTO accounts (username) VALUES ($1) RETURNING *),
+        let inserted = sqlx::query_as(concat!(
+            "WITH a AS (INSERT INTO accounts (username) VALUES ($1) RETURNING *),
                   c AS (INSERT INTO credentials (account_id, email, password_hash, locale)
                         SELECT id, $2, $3, $4 FROM a)
-             SELECT ", account_columns!(), " FROM a"))
+             SELECT ",
+            account_columns!(),
+            " FROM a"
+        ))
         .bind(new.username)
         .bind(new.email)
         .bind(new.password_hash)
@@ -367,7 +371,12 @@ impl Store {
     }
 
     /// Consumes an unexpired, unused code of `app` (one use only, even under races).
-    pub async fn take_code(&self, conn: &mut PgConnection, app: AppId, code_hash: &[u8]) -> Result<Option<CodeRow>> {
+    pub async fn take_code(
+        &self,
+        conn: &mut PgConnection,
+        app: AppId,
+        code_hash: &[u8],
+    ) -> Result<Option<CodeRow>> {
         Ok(sqlx::query_as(
             "UPDATE authorization_codes SET used_at = now()
              WHERE code_hash = $1 AND app_id = $2 AND used_at IS NULL AND expires_at > now()
@@ -381,7 +390,11 @@ impl Store {
 
     /// Accounts by id, in one query; unknown ids are left out.
     pub async fn accounts_by_ids(&self, ids: &[i64]) -> Result<Vec<AccountRow>> {
-        Ok(sqlx::query_as(concat!("SELECT ", account_columns!(), " FROM accounts WHERE id = ANY($1)"))
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            account_columns!(),
+            " FROM accounts WHERE id = ANY($1)"
+        ))
         .bind(ids)
         .fetch_all(self.db.replica())
         .await?)
@@ -389,7 +402,11 @@ impl Store {
 
     /// An account by username (case-insensitive).
     pub async fn account_by_username(&self, username: &str) -> Result<Option<AccountRow>> {
-        Ok(sqlx::query_as(concat!("SELECT ", account_columns!(), " FROM accounts WHERE lower(username) = lower($1)"))
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            account_columns!(),
+            " FROM accounts WHERE lower(username) = lower($1)"
+        ))
         .bind(username)
         .fetch_optional(self.db.replica())
         .await?)
@@ -402,7 +419,8 @@ impl Store {
         id: AccountId,
         c: &AccountChanges,
     ) -> Result<Option<AccountRow>> {
-        Ok(sqlx::query_as(concat!("UPDATE accounts SET
+        Ok(sqlx::query_as(concat!(
+            "UPDATE accounts SET
                  display_name      = COALESCE($2, display_name),
                  note              = COALESCE($3, note),
                  locked            = COALESCE($4, locked),
@@ -415,7 +433,10 @@ impl Store {
                  default_language  = COALESCE($11, default_language),
                  updated_at        = now()
              WHERE id = $1
-             RETURNING ", account_columns!(), ""))
+             RETURNING ",
+            account_columns!(),
+            ""
+        ))
         .bind(id)
         .bind(&c.display_name)
         .bind(&c.note)

@@ -22,7 +22,10 @@ fn iso_day(ms: i64) -> String {
         .unwrap_or_default()
         .date_naive()
         .and_hms_opt(0, 0, 0)
-        .map(|d| d.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .map(|d| {
+            d.and_utc()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        })
         .unwrap_or_default()
 }
 
@@ -101,7 +104,11 @@ impl<'a> Account<'a> {
             fields: a
                 .fields
                 .iter()
-                .map(|f| Field { name: &f.name, value: &f.value, verified_at: None })
+                .map(|f| Field {
+                    name: &f.name,
+                    value: &f.value,
+                    verified_at: None,
+                })
                 .collect(),
             emojis: [],
             bot: a.bot,
@@ -172,7 +179,11 @@ impl<'a> CredentialAccount<'a> {
                 fields: a
                     .fields
                     .iter()
-                    .map(|f| Field { name: &f.name, value: &f.value, verified_at: None })
+                    .map(|f| Field {
+                        name: &f.name,
+                        value: &f.value,
+                        verified_at: None,
+                    })
                     .collect(),
                 follow_requests_count: a.follow_requests_count,
                 hide_collections: a.hide_collections,
@@ -222,7 +233,8 @@ impl<'a> Application<'a> {
             redirect_uris: &app.redirect_uris,
             vapid_key: "",
             client_id: with_credentials.then_some(app.client_id.as_str()),
-            client_secret: (with_credentials && !app.client_secret.is_empty()).then_some(app.client_secret.as_str()),
+            client_secret: (with_credentials && !app.client_secret.is_empty())
+                .then_some(app.client_secret.as_str()),
             client_secret_expires_at: with_credentials.then_some(0),
         }
     }

@@ -34,10 +34,17 @@ pub struct Register {
 }
 
 /// `POST /api/v1/accounts`: an app token creates an account and gets its user token.
-pub async fn register(State(state): State<AppState>, auth: Auth, Params(p): Params<Register>) -> ApiResult<Response> {
+pub async fn register(
+    State(state): State<AppState>,
+    auth: Auth,
+    Params(p): Params<Register>,
+) -> ApiResult<Response> {
     auth.require(&["write:accounts"])?;
     if !state.config.instance.registrations_open {
-        return Err(ApiError::new(http::StatusCode::FORBIDDEN, "Registrations are closed on this server"));
+        return Err(ApiError::new(
+            http::StatusCode::FORBIDDEN,
+            "Registrations are closed on this server",
+        ));
     }
     let res = state
         .users()
@@ -56,18 +63,28 @@ pub async fn register(State(state): State<AppState>, auth: Auth, Params(p): Para
     match res.result {
         Some(pb::register_response::Result::Token(t)) => Ok(Json(Token::new(&t)).into_response()),
         Some(pb::register_response::Result::Invalid(v)) => Err(ApiError::validation(&v.errors)),
-        None => Err(ApiError::new(http::StatusCode::BAD_GATEWAY, "Empty answer from the users service")),
+        None => Err(ApiError::new(
+            http::StatusCode::BAD_GATEWAY,
+            "Empty answer from the users service",
+        )),
     }
 }
 
 /// `GET /api/v1/accounts/verify_credentials`
 pub async fn verify_credentials(State(state): State<AppState>, auth: Auth) -> ApiResult<Response> {
     auth.require(&["read:accounts", "profile"])?;
-    let account = state
-        .account(auth.account()?)
-        .await
-        .map_err(|e| if e.status == 404 { ApiError::invalid_token() } else { e })?;
-    Ok(Json(CredentialAccount::new(&account, &state.config.instance.base_url)).into_response())
+    let account = state.account(auth.account()?).await.map_err(|e| {
+        if e.status == 404 {
+            ApiError::invalid_token()
+        } else {
+            e
+        }
+    })?;
+    Ok(Json(CredentialAccount::new(
+        &account,
+        &state.config.instance.base_url,
+    ))
+    .into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -134,13 +151,22 @@ pub async fn update_credentials(
         Some(pb::update_credentials_response::Result::Account(a)) => {
             Ok(Json(CredentialAccount::new(&a, &state.config.instance.base_url)).into_response())
         }
-        Some(pb::update_credentials_response::Result::Invalid(v)) => Err(ApiError::validation(&v.errors)),
-        None => Err(ApiError::new(http::StatusCode::BAD_GATEWAY, "Empty answer from the users service")),
+        Some(pb::update_credentials_response::Result::Invalid(v)) => {
+            Err(ApiError::validation(&v.errors))
+        }
+        None => Err(ApiError::new(
+            http::StatusCode::BAD_GATEWAY,
+            "Empty answer from the users service",
+        )),
     }
 }
 
 /// `GET /api/v1/accounts/:id` (public).
-pub async fn show(State(state): State<AppState>, _auth: MaybeAuth, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn show(
+    State(state): State<AppState>,
+    _auth: MaybeAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let id: AccountId = id.parse().map_err(|_| ApiError::not_found())?;
     let account = state.account(id).await?;
     Ok(Json(Account::new(&account, &state.config.instance.base_url)).into_response())
@@ -153,7 +179,11 @@ pub struct Lookup {
 }
 
 /// `GET /api/v1/accounts/lookup?acct=` (public).
-pub async fn lookup(State(state): State<AppState>, _auth: MaybeAuth, Params(p): Params<Lookup>) -> ApiResult<Response> {
+pub async fn lookup(
+    State(state): State<AppState>,
+    _auth: MaybeAuth,
+    Params(p): Params<Lookup>,
+) -> ApiResult<Response> {
     if p.acct.trim().is_empty() {
         return Err(ApiError::bad_request("Missing required parameter: acct"));
     }

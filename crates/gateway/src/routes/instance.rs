@@ -55,14 +55,22 @@ pub async fn v2(State(state): State<AppState>) -> Response {
 
 /// `GET /.well-known/nodeinfo`
 pub async fn nodeinfo_discovery(State(state): State<AppState>) -> Response {
-    cached(instance::nodeinfo_discovery(&state.config.instance.base_url))
+    cached(instance::nodeinfo_discovery(
+        &state.config.instance.base_url,
+    ))
 }
 
 /// `GET /nodeinfo/2.0`
 pub async fn nodeinfo(State(state): State<AppState>) -> Response {
     let body = info(&state, instance::nodeinfo).await;
     (
-        [(header::CONTENT_TYPE, "application/json; profile=\"http://nodeinfo.diaspora.software/ns/schema/2.0#\""), (header::CACHE_CONTROL, "public, max-age=60")],
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/json; profile=\"http://nodeinfo.diaspora.software/ns/schema/2.0#\"",
+            ),
+            (header::CACHE_CONTROL, "public, max-age=60"),
+        ],
         body.to_string(),
     )
         .into_response()
@@ -71,7 +79,10 @@ pub async fn nodeinfo(State(state): State<AppState>) -> Response {
 /// The default avatar/header/icon image (immutable).
 pub async fn missing_image() -> Response {
     (
-        [(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")],
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
         MISSING_PNG,
     )
         .into_response()

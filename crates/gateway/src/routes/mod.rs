@@ -17,11 +17,23 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/apps", post(oauth::create_app))
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/revoke", post(oauth::revoke))
-        .route("/oauth/authorize", get(oauth::authorize_form).post(oauth::authorize))
-        .route("/.well-known/oauth-authorization-server", get(oauth::metadata))
+        .route(
+            "/oauth/authorize",
+            get(oauth::authorize_form).post(oauth::authorize),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(oauth::metadata),
+        )
         .route("/api/v1/accounts", post(accounts::register))
-        .route("/api/v1/accounts/verify_credentials", get(accounts::verify_credentials))
-        .route("/api/v1/accounts/update_credentials", patch(accounts::update_credentials))
+        .route(
+            "/api/v1/accounts/verify_credentials",
+            get(accounts::verify_credentials),
+        )
+        .route(
+            "/api/v1/accounts/update_credentials",
+            patch(accounts::update_credentials),
+        )
         .route("/api/v1/accounts/lookup", get(accounts::lookup))
         .route("/api/v1/accounts/{id}", get(accounts::show))
         // Mastodon.py asks for the instance documents with a trailing slash.
@@ -31,6 +43,12 @@ pub fn router() -> Router<AppState> {
         .route("/api/v2/instance/", get(instance::v2))
         .route("/.well-known/nodeinfo", get(instance::nodeinfo_discovery))
         .route("/nodeinfo/2.0", get(instance::nodeinfo))
-        .route("/avatars/original/missing.png", get(instance::missing_image))
-        .route("/headers/original/missing.png", get(instance::missing_image))
+        .route(
+            "/avatars/original/missing.png",
+            get(instance::missing_image),
+        )
+        .route(
+            "/headers/original/missing.png",
+            get(instance::missing_image),
+        )
 }

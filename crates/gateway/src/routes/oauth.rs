@@ -35,12 +35,19 @@ pub struct CreateApp {
 }
 
 /// `POST /api/v1/apps`
-pub async fn create_app(State(state): State<AppState>, Params(p): Params<CreateApp>) -> ApiResult<Response> {
+pub async fn create_app(
+    State(state): State<AppState>,
+    Params(p): Params<CreateApp>,
+) -> ApiResult<Response> {
     if p.client_name.trim().is_empty() {
-        return Err(ApiError::unprocessable("Validation failed: Application name can't be blank"));
+        return Err(ApiError::unprocessable(
+            "Validation failed: Application name can't be blank",
+        ));
     }
     if p.redirect_uris.is_empty() {
-        return Err(ApiError::unprocessable("Validation failed: Redirect URI can't be blank"));
+        return Err(ApiError::unprocessable(
+            "Validation failed: Redirect URI can't be blank",
+        ));
     }
     let app = state
         .users()
@@ -87,24 +94,40 @@ fn client_credentials(headers: &HeaderMap, p: &TokenParams) -> (String, String) 
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b| STANDARD.decode(b.trim()).ok())
         .and_then(|raw| String::from_utf8(raw).ok())
-        .and_then(|pair| pair.split_once(':').map(|(i, s)| (i.to_owned(), s.to_owned())));
+        .and_then(|pair| {
+            pair.split_once(':')
+                .map(|(i, s)| (i.to_owned(), s.to_owned()))
+        });
     basic.unwrap_or_else(|| (p.client_id.clone(), p.client_secret.clone()))
 }
 
 /// `POST /oauth/token`
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, Params(p): Params<TokenParams>) -> ApiResult<Response> {
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params(p): Params<TokenParams>,
+) -> ApiResult<Response> {
     let (client_id, client_secret) = client_credentials(&headers, &p);
     let grant = match p.grant_type.as_str() {
         "password" => {
             if p.username.is_empty() || p.password.is_empty() {
-                return Err(ApiError::oauth("invalid_request", "Missing required parameter: username and password."));
+                return Err(ApiError::oauth(
+                    "invalid_request",
+                    "Missing required parameter: username and password.",
+                ));
             }
-            Grant::Password(pb::PasswordGrant { username: p.username, password: p.password })
+            Grant::Password(pb::PasswordGrant {
+                username: p.username,
+                password: p.password,
+            })
         }
         "client_credentials" => Grant::ClientCredentials(pb::ClientCredentialsGrant {}),
         "authorization_code" => {
             if p.code.is_empty() {
-                return Err(ApiError::oauth("invalid_request", "Missing required parameter: code."));
+                return Err(ApiError::oauth(
+                    "invalid_request",
+                    "Missing required parameter: code.",
+                ));
             }
             Grant::AuthorizationCode(pb::AuthorizationCodeGrant {
                 code: p.code,
@@ -114,11 +137,21 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, Params(p):
         }
         "refresh_token" => {
             if p.refresh_token.is_empty() {
-                return Err(ApiError::oauth("invalid_request", "Missing required parameter: refresh_token."));
+                return Err(ApiError::oauth(
+                    "invalid_request",
+                    "Missing required parameter: refresh_token.",
+                ));
             }
-            Grant::RefreshToken(pb::RefreshTokenGrant { refresh_token: p.refresh_token })
+            Grant::RefreshToken(pb::RefreshTokenGrant {
+                refresh_token: p.refresh_token,
+            })
         }
-        "" => return Err(ApiError::oauth("invalid_request", "Missing required parameter: grant_type.")),
+        "" => {
+            return Err(ApiError::oauth(
+                "invalid_request",
+                "Missing required parameter: grant_type.",
+            ));
+        }
         _ => {
             return Err(ApiError::oauth(
                 "unsupported_grant_type",
@@ -128,7 +161,12 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, Params(p):
     };
     let res = state
         .users()
-        .issue_token(pb::IssueTokenRequest { client_id, client_secret, scopes: p.scope, grant: Some(grant) })
+        .issue_token(pb::IssueTokenRequest {
+            client_id,
+            client_secret,
+            scopes: p.scope,
+            grant: Some(grant),
+        })
         .await?
         .into_inner();
     match res.result {
@@ -138,8 +176,13 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, Params(p):
             Json(Token::new(&t)),
         )
             .into_response()),
-        Some(pb::issue_token_response::Result::Error(e)) => Err(ApiError::oauth(&e.error, &e.description)),
-        None => Err(ApiError::new(StatusCode::BAD_GATEWAY, "Empty answer from the users service")),
+        Some(pb::issue_token_response::Result::Error(e)) => {
+            Err(ApiError::oauth(&e.error, &e.description))
+        }
+        None => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "Empty answer from the users service",
+        )),
     }
 }
 
@@ -154,9 +197,15 @@ pub struct RevokeParams {
 }
 
 /// `POST /oauth/revoke` (RFC 7009): 200 `{}` whether or not the token existed.
-pub async fn revoke(State(state): State<AppState>, Params(p): Params<RevokeParams>) -> ApiResult<Response> {
+pub async fn revoke(
+    State(state): State<AppState>,
+    Params(p): Params<RevokeParams>,
+) -> ApiResult<Response> {
     if p.token.is_empty() {
-        return Err(ApiError::oauth("invalid_request", "Missing required parameter: token."));
+        return Err(ApiError::oauth(
+            "invalid_request",
+            "Missing required parameter: token.",
+        ));
     }
     let res = state
         .users()
@@ -226,19 +275,37 @@ fn page(title: &str, body: &str) -> Response {
 }
 
 /// `GET /oauth/authorize`: a sign-in-and-approve form.
-pub async fn authorize_form(State(state): State<AppState>, Params(p): Params<AuthorizeParams>) -> ApiResult<Response> {
+pub async fn authorize_form(
+    State(state): State<AppState>,
+    Params(p): Params<AuthorizeParams>,
+) -> ApiResult<Response> {
     if p.response_type != "code" {
-        return Err(ApiError::oauth("unsupported_response_type", "The authorization server does not support this response type."));
+        return Err(ApiError::oauth(
+            "unsupported_response_type",
+            "The authorization server does not support this response type.",
+        ));
     }
-    let app = match state.users().get_app(pb::GetAppRequest { client_id: p.client_id.clone() }).await {
+    let app = match state
+        .users()
+        .get_app(pb::GetAppRequest {
+            client_id: p.client_id.clone(),
+        })
+        .await
+    {
         Ok(app) => app.into_inner(),
         Err(s) if s.code() == tonic::Code::NotFound => {
-            return Err(ApiError::oauth("invalid_client", "Client authentication failed due to unknown client."));
+            return Err(ApiError::oauth(
+                "invalid_client",
+                "Client authentication failed due to unknown client.",
+            ));
         }
         Err(s) => return Err(s.into()),
     };
     if !app.redirect_uris.contains(&p.redirect_uri) {
-        return Err(ApiError::oauth("invalid_redirect_uri", "The redirect uri included is not valid."));
+        return Err(ApiError::oauth(
+            "invalid_redirect_uri",
+            "The redirect uri included is not valid.",
+        ));
     }
     let hidden: String = [
         ("response_type", "code"),
@@ -250,9 +317,18 @@ pub async fn authorize_form(State(state): State<AppState>, Params(p): Params<Aut
         ("code_challenge_method", p.code_challenge_method.as_str()),
     ]
     .iter()
-    .map(|(k, v)| format!("<input type=\"hidden\" name=\"{k}\" value=\"{}\">", escape(v)))
+    .map(|(k, v)| {
+        format!(
+            "<input type=\"hidden\" name=\"{k}\" value=\"{}\">",
+            escape(v)
+        )
+    })
     .collect();
-    let scopes = if p.scope.is_empty() { app.scopes.clone() } else { p.scope.clone() };
+    let scopes = if p.scope.is_empty() {
+        app.scopes.clone()
+    } else {
+        p.scope.clone()
+    };
     Ok(page(
         "Authorize",
         &format!(
@@ -269,7 +345,10 @@ pub async fn authorize_form(State(state): State<AppState>, Params(p): Params<Aut
 
 /// `POST /oauth/authorize`: checks the credentials, then redirects with a code (or shows
 /// it, for the out-of-band redirect URI).
-pub async fn authorize(State(state): State<AppState>, Params(p): Params<AuthorizeParams>) -> ApiResult<Response> {
+pub async fn authorize(
+    State(state): State<AppState>,
+    Params(p): Params<AuthorizeParams>,
+) -> ApiResult<Response> {
     let res = state
         .users()
         .create_authorization_code(pb::CreateAuthorizationCodeRequest {
@@ -285,18 +364,36 @@ pub async fn authorize(State(state): State<AppState>, Params(p): Params<Authoriz
         .into_inner();
     let code = match res.result {
         Some(pb::create_authorization_code_response::Result::Code(code)) => code,
-        Some(pb::create_authorization_code_response::Result::Error(e)) if e.error == "access_denied" => {
+        Some(pb::create_authorization_code_response::Result::Error(e))
+            if e.error == "access_denied" =>
+        {
             return Ok((StatusCode::UNAUTHORIZED, page("Sign-in failed", "<h1>Sign-in failed</h1><p>Wrong email, username or password. Go back and try again.</p>")).into_response());
         }
         Some(pb::create_authorization_code_response::Result::Error(e)) => {
             return Err(ApiError::oauth(&e.error, &e.description));
         }
-        None => return Err(ApiError::new(StatusCode::BAD_GATEWAY, "Empty answer from the users service")),
+        None => {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "Empty answer from the users service",
+            ));
+        }
     };
     if p.redirect_uri == OOB {
-        return Ok(page("Authorization code", &format!("<h1>Authorization code</h1><p>Copy this code into the application:</p><pre>{}</pre>", escape(&code))));
+        return Ok(page(
+            "Authorization code",
+            &format!(
+                "<h1>Authorization code</h1><p>Copy this code into the application:</p><pre>{}</pre>",
+                escape(&code)
+            ),
+        ));
     }
-    let mut target = url::Url::parse(&p.redirect_uri).map_err(|_| ApiError::oauth("invalid_redirect_uri", "The redirect uri included is not valid."))?;
+    let mut target = url::Url::parse(&p.redirect_uri).map_err(|_| {
+        ApiError::oauth(
+            "invalid_redirect_uri",
+            "The redirect uri included is not valid.",
+        )
+    })?;
     target.query_pairs_mut().append_pair("code", &code);
     if !p.state.is_empty() {
         target.query_pairs_mut().append_pair("state", &p.state);
