@@ -186,11 +186,12 @@ pub struct CacheOptions {
 
 /// Why a single-key load did not produce a cacheable value.
 #[derive(Debug)]
-enum Miss<V, E> {
+enum Miss<V> {
     Absent,
     /// Loaded, but an invalidation raced the load: hand it out, do not cache it.
     Raced(V),
-    Failed(E),
+    /// The source failed (the error travels beside the flight, see `get`).
+    Failed,
 }
 
 /// A named two-tier cache of protobuf values keyed by strings.
@@ -261,38 +262,46 @@ impl<V: Message + Default + Clone + Send + Sync + 'static> TieredCache<V> {
             return Ok(Some(v));
         }
         self.count("l1", false);
+        // The source error of a load this caller ran itself. moka shares a failed
+        // flight's outcome among its waiters (and keeps a reference), so the error cannot
+        // travel through it by value.
+        let own_error: std::sync::Mutex<Option<E>> = std::sync::Mutex::new(None);
         let loaded = self
             .inner
             .l1
             .try_get_with(key.to_owned(), async {
-                if let Some(v) = self.l2_get_one(key).await {
-                    return Ok(v);
-                }
+                // Any invalidation from here on means what we read may be stale.
                 let epoch = self.inner.epoch.load(Ordering::SeqCst);
+                let unchanged = || self.inner.epoch.load(Ordering::SeqCst) == epoch;
+                if let Some(v) = self.l2_get_one(key).await {
+                    return if unchanged() { Ok(v) } else { Err(Miss::Raced(v)) };
+                }
                 match load().await {
-                    Ok(Some(v)) if self.inner.epoch.load(Ordering::SeqCst) == epoch => {
+                    Ok(Some(v)) if unchanged() => {
                         self.l2_put(&[(key.to_owned(), v.clone())]).await;
                         Ok(v)
                     }
                     Ok(Some(v)) => Err(Miss::Raced(v)),
                     Ok(None) => Err(Miss::Absent),
-                    Err(e) => Err(Miss::Failed(e)),
+                    Err(e) => {
+                        if let Ok(mut slot) = own_error.lock() {
+                            *slot = Some(e);
+                        }
+                        Err(Miss::Failed)
+                    }
                 }
             })
             .await;
         match loaded {
             Ok(v) => Ok(Some(v)),
-            Err(miss) => match Arc::try_unwrap(miss) {
-                Ok(Miss::Failed(e)) => Err(e),
-                Ok(Miss::Raced(v)) => Ok(Some(v)),
-                Ok(Miss::Absent) => Ok(None),
-                // Other callers of the same flight share its outcome; only the first to
-                // unwrap gets the source error itself, the rest a plain "unavailable".
-                Err(shared) => match &*shared {
-                    Miss::Raced(v) => Ok(Some(v.clone())),
-                    Miss::Absent => Ok(None),
-                    Miss::Failed(_) => Err(E::from(crate::Error::LoadFailed(self.name))),
-                },
+            Err(miss) => match &*miss {
+                Miss::Raced(v) => Ok(Some(v.clone())),
+                Miss::Absent => Ok(None),
+                Miss::Failed => {
+                    let own = own_error.lock().ok().and_then(|mut slot| slot.take());
+                    // Waiters of someone else's failed flight get a plain "unavailable".
+                    Err(own.unwrap_or_else(|| E::from(crate::Error::LoadFailed(self.name))))
+                }
             },
         }
     }
@@ -310,8 +319,12 @@ impl<V: Message + Default + Clone + Send + Sync + 'static> TieredCache<V> {
     {
         let mut found = HashMap::with_capacity(keys.len());
         let mut missing = Vec::new();
+        let mut seen = std::collections::HashSet::with_capacity(keys.len());
+        // Any invalidation from here on means what we read may be stale: hand it out,
+        // but do not keep it.
+        let epoch = self.inner.epoch.load(Ordering::SeqCst);
         for key in keys {
-            if found.contains_key(key) {
+            if !seen.insert(key.as_str()) {
                 continue;
             }
             match self.inner.l1.get(key).await {
@@ -328,13 +341,15 @@ impl<V: Message + Default + Clone + Send + Sync + 'static> TieredCache<V> {
         if missing.is_empty() {
             return Ok(found);
         }
-        let epoch = self.inner.epoch.load(Ordering::SeqCst);
         let from_l2 = self.l2_get(&missing).await;
+        let l2_fresh = self.inner.epoch.load(Ordering::SeqCst) == epoch;
         let mut still_missing = Vec::new();
         for (key, value) in missing.into_iter().zip(from_l2) {
             match value {
                 Some(v) => {
-                    self.inner.l1.insert(key.clone(), v.clone()).await;
+                    if l2_fresh {
+                        self.inner.l1.insert(key.clone(), v.clone()).await;
+                    }
                     found.insert(key, v);
                 }
                 None => still_missing.push(key),

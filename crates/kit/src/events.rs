@@ -374,7 +374,10 @@ impl Consumer {
                     Err(e) => {
                         tracing::warn!(stream = %self.stream, group = %self.group, error = %e, "event read failed, retrying");
                         conn = None;
-                        tokio::time::sleep(backoff).await;
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                         continue;
                     }

@@ -154,7 +154,6 @@ async fn loader_errors_are_not_cached() {
 /// `TieredCache::get` documents that a caller whose own loader failed gets the loader's
 /// error back (only callers that merely joined that flight get `Error::LoadFailed`).
 #[tokio::test]
-#[ignore = "kit bug: TieredCache::get turns every loader error into LoadFailed (cache.rs, Arc::try_unwrap on moka's shared error)"]
 async fn loader_error_reaches_the_single_caller() {
     let hub = CacheHub::new(Some(real_redis(&testing::redis_prefix())));
     let cache = TieredCache::<Account>::new(&hub, NAME, options());
@@ -626,6 +625,230 @@ async fn unresponsive_redis_is_bounded_by_the_timeout() {
         .expect("invalidate hung on an unresponsive Redis");
     assert!(started.elapsed() < Duration::from_secs(1));
     drop(blackhole);
+}
+
+/// A fake Redis that completes the connection handshake (and answers `PING`), then never
+/// answers a data command: a Redis that is up but stuck.
+async fn stalling_redis() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}/0", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(serve_until_data_command(socket));
+        }
+    });
+    url
+}
+
+async fn serve_until_data_command(mut socket: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        while let Some((args, used)) = parse_command(&buf) {
+            buf.drain(..used);
+            let name = args
+                .first()
+                .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase())
+                .unwrap_or_default();
+            let reply = match (name.as_str(), args.get(1)) {
+                ("CLIENT" | "SELECT" | "AUTH", _) => b"+OK\r\n".to_vec(),
+                ("PING", None) => b"+PONG\r\n".to_vec(),
+                ("PING", Some(arg)) => {
+                    let mut r = format!("${}\r\n", arg.len()).into_bytes();
+                    r.extend_from_slice(arg);
+                    r.extend_from_slice(b"\r\n");
+                    r
+                }
+                // Keep the connection open and never answer.
+                _ => return std::future::pending::<()>().await,
+            };
+            if socket.write_all(&reply).await.is_err() {
+                return;
+            }
+        }
+        match socket.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// One complete RESP command (an array of bulk strings) at the start of `buf`, and its length.
+fn parse_command(buf: &[u8]) -> Option<(Vec<Vec<u8>>, usize)> {
+    let (count, mut pos) = parse_header(buf, 0, b'*')?;
+    let mut args = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (len, start) = parse_header(buf, pos, b'$')?;
+        let end = start + len;
+        if buf.len() < end + 2 {
+            return None;
+        }
+        args.push(buf[start..end].to_vec());
+        pos = end + 2;
+    }
+    Some((args, pos))
+}
+
+fn parse_header(buf: &[u8], pos: usize, kind: u8) -> Option<(usize, usize)> {
+    if *buf.get(pos)? != kind {
+        return None;
+    }
+    let rest = &buf[pos + 1..];
+    let line = rest.windows(2).position(|w| w == b"\r\n")?;
+    let n = std::str::from_utf8(&rest[..line]).ok()?.parse().ok()?;
+    Some((n, pos + 1 + line + 2))
+}
+
+#[tokio::test]
+async fn stalled_redis_commands_are_bounded_by_the_timeout() {
+    let mut config = RedisConfig::for_url(stalling_redis().await, testing::redis_prefix());
+    config.timeout = Duration::from_millis(100);
+    let redis = Redis::new(&config).unwrap();
+    // The connection itself works: only data commands hang.
+    redis.ping().await.unwrap();
+
+    let started = Instant::now();
+    let mut mget = ::redis::cmd("MGET");
+    mget.arg("k");
+    let stalled = redis.query::<Vec<Option<Vec<u8>>>>(&mget).await;
+    assert!(
+        matches!(stalled, Err(Error::RedisTimeout(_))),
+        "a stalled command times out, got {stalled:?}"
+    );
+    assert!(stalled.unwrap_err().is_unavailable());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    let hub = CacheHub::new(Some(redis));
+    let cache = TieredCache::<Account>::new(&hub, NAME, options());
+    let calls = AtomicUsize::new(0);
+    let started = Instant::now();
+    let got = cache
+        .get("9", || load(&calls, Some(account(9, "Stuck"))))
+        .await
+        .unwrap();
+    assert_eq!(got, Some(account(9, "Stuck")));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "get took {:?}",
+        started.elapsed()
+    );
+
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(1), cache.invalidate(&["9".to_owned()]))
+        .await
+        .expect("invalidate hung on a stalled Redis");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+/// A TCP proxy to `upstream` that holds back, by `delay`, every reply on connections that
+/// have sent an `MGET` (L2 reads), and signals `replied` when such a reply arrives from
+/// Redis. Pub/sub and other connections pass through undelayed.
+async fn delaying_proxy(
+    upstream: std::net::SocketAddr,
+    delay: Duration,
+    replied: Arc<tokio::sync::Notify>,
+) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}/0", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                return;
+            };
+            let replied = replied.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let (mut client_rx, mut client_tx) = client.into_split();
+                let (mut server_rx, mut server_tx) = server.into_split();
+                let reads_l2 = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let marks = reads_l2.clone();
+                tokio::spawn(async move {
+                    let mut chunk = [0u8; 8192];
+                    while let Ok(n @ 1..) = client_rx.read(&mut chunk).await {
+                        if chunk[..n].windows(4).any(|w| w == b"MGET") {
+                            marks.store(true, Ordering::SeqCst);
+                        }
+                        if server_tx.write_all(&chunk[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                let mut chunk = [0u8; 8192];
+                while let Ok(n @ 1..) = server_rx.read(&mut chunk).await {
+                    if reads_l2.load(Ordering::SeqCst) {
+                        replied.notify_one();
+                        tokio::time::sleep(delay).await;
+                    }
+                    if client_tx.write_all(&chunk[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// An L2 read that was answered before an invalidation but lands after it must not put
+/// the old value into L1 (the load path guards against this with the cache's epoch; the
+/// L2-hit path does not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l2_read_racing_an_invalidation_is_not_cached() {
+    let prefix = testing::redis_prefix();
+    let shutdown = CancellationToken::new();
+    let upstream: url::Url = testing::redis_url().parse().unwrap();
+    let upstream = upstream.socket_addrs(|| Some(6379)).unwrap()[0];
+    let replied = Arc::new(tokio::sync::Notify::new());
+    let slow_url = delaying_proxy(upstream, Duration::from_millis(400), replied.clone()).await;
+    let mut slow = RedisConfig::for_url(slow_url, prefix.clone());
+    slow.timeout = Duration::from_secs(2);
+
+    let hub_a = CacheHub::new(Some(real_redis(&prefix)));
+    let hub_b = CacheHub::new(Some(Redis::new(&slow).unwrap()));
+    let cache_a = TieredCache::<Account>::new(&hub_a, NAME, options());
+    let cache_b = Arc::new(TieredCache::<Account>::new(&hub_b, NAME, options()));
+    listen(&hub_a, &shutdown).await;
+    listen(&hub_b, &shutdown).await;
+
+    let (old, new) = (account(8, "Old"), account(8, "New"));
+    let calls = Arc::new(AtomicUsize::new(0));
+    cache_a
+        .get("8", || load(&calls, Some(old.clone())))
+        .await
+        .unwrap();
+
+    // B reads L2 (the old value); Redis has answered, the answer is still on its way.
+    let in_flight = {
+        let (cache_b, calls, new) = (cache_b.clone(), calls.clone(), new.clone());
+        tokio::spawn(async move { cache_b.get("8", || load(&calls, Some(new))).await })
+    };
+    tokio::time::timeout(Duration::from_secs(2), replied.notified())
+        .await
+        .expect("B's L2 read never reached Redis");
+    // Meanwhile the owner changes the value and invalidates; B hears it at once.
+    cache_a.invalidate(&["8".to_owned()]).await;
+    assert_eq!(
+        in_flight.await.unwrap().unwrap(),
+        Some(old),
+        "a read begun before the write may see the old value"
+    );
+
+    // A read begun after the invalidation reached B must not.
+    let got = cache_b
+        .get("8", || load(&calls, Some(new.clone())))
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        Some(new),
+        "B cached a value its invalidation had already superseded"
+    );
+    shutdown.cancel();
 }
 
 #[tokio::test]

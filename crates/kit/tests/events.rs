@@ -329,8 +329,12 @@ async fn unacknowledged_events_are_reclaimed_by_another_consumer() {
     let c1 = Consumer::new(redis.clone(), SERVICE, GROUP, "c1");
     c1.ensure_group().await.unwrap();
     let mut conn = c1.connect(Duration::from_millis(200)).await.unwrap();
+    // Redis stamps the delivery somewhere between these two instants.
+    let before_read = Instant::now();
     let read = read_n(&c1, &mut conn, 1).await;
     let read_at = Instant::now();
+    // Slack for Redis's millisecond clock.
+    let slack = Duration::from_millis(5);
     assert_eq!(read.len(), 1);
     let event = read[0].clone();
     // c1 "crashes": no ack.
@@ -345,7 +349,7 @@ async fn unacknowledged_events_are_reclaimed_by_another_consumer() {
 
     // Not idle long enough yet: c1 may still be working on it.
     let early = c2.claim_stuck().await.unwrap();
-    if read_at.elapsed() < c2.claim_idle {
+    if read_at.elapsed() + slack < c2.claim_idle {
         assert!(
             early.is_empty(),
             "claimed an entry idle for less than claim_idle: {early:?}"
@@ -373,7 +377,7 @@ async fn unacknowledged_events_are_reclaimed_by_another_consumer() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
     assert!(
-        read_at.elapsed() >= c2.claim_idle,
+        before_read.elapsed() + slack >= c2.claim_idle,
         "claimed before claim_idle elapsed"
     );
     assert_eq!(claimed.len(), 1);
