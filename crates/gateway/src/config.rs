@@ -29,6 +29,11 @@ pub struct Config {
     pub token_cache_ttl: Duration,
     /// Token resolutions kept in process: `GATEWAY_TOKEN_CACHE_CAPACITY` (default 100 000).
     pub token_cache_capacity: u64,
+    /// Lifetime of a cached account entity: `GATEWAY_ACCOUNT_CACHE_TTL_MS` (default 30 000).
+    /// Changes evict at once through Redis; the TTL bounds staleness when Redis is down.
+    pub account_cache_ttl: Duration,
+    /// Account entities kept in process: `GATEWAY_ACCOUNT_CACHE_CAPACITY` (default 100 000).
+    pub account_cache_capacity: u64,
 }
 
 /// What the instance documents say about this server.
@@ -90,6 +95,8 @@ impl Config {
             body_limit: env_parse("GATEWAY_BODY_LIMIT_BYTES", 1024 * 1024)?,
             token_cache_ttl: env_millis("GATEWAY_TOKEN_CACHE_TTL_MS", 60_000)?,
             token_cache_capacity: env_parse("GATEWAY_TOKEN_CACHE_CAPACITY", 100_000)?,
+            account_cache_ttl: env_millis("GATEWAY_ACCOUNT_CACHE_TTL_MS", 30_000)?,
+            account_cache_capacity: env_parse("GATEWAY_ACCOUNT_CACHE_CAPACITY", 100_000)?,
         })
     }
 
@@ -105,6 +112,8 @@ impl Config {
             body_limit: 64 * 1024,
             token_cache_ttl: Duration::from_secs(60),
             token_cache_capacity: 10_000,
+            account_cache_ttl: Duration::from_secs(30),
+            account_cache_capacity: 10_000,
         }
     }
 }

@@ -67,6 +67,15 @@ pub fn state(config: Config, shutdown: &CancellationToken) -> anyhow::Result<App
             l2_ttl: None,
         },
     );
+    let accounts = TieredCache::new(
+        &hub,
+        names::ACCOUNTS,
+        CacheOptions {
+            l1_capacity: config.account_cache_capacity,
+            l1_ttl: config.account_cache_ttl,
+            l2_ttl: None,
+        },
+    );
     let stats = TieredCache::new(
         &hub,
         "instance-stats",
@@ -80,6 +89,7 @@ pub fn state(config: Config, shutdown: &CancellationToken) -> anyhow::Result<App
         health: tonic_health::pb::health_client::HealthClient::new(channel.clone()),
         users: UsersClient::new(channel),
         tokens,
+        accounts,
         stats,
         redis,
         hub,

@@ -26,6 +26,9 @@ pub struct Inner {
     pub health: tonic_health::pb::health_client::HealthClient<TracedChannel>,
     /// Token resolutions (process-local, evicted by broadcast revocations).
     pub tokens: TieredCache<pb::Authentication>,
+    /// Account entities (process-local; evicted by the users service's invalidation
+    /// broadcasts, so a warm read needs no gRPC hop at all).
+    pub accounts: TieredCache<pb::Account>,
     /// Instance statistics (process-local, refreshed every minute).
     pub stats: TieredCache<pb::InstanceStats>,
     /// Redis (readiness reports it; the gateway works without it).
@@ -93,17 +96,22 @@ impl AppState {
             .await;
     }
 
-    /// The account behind a token, or 401 if it no longer exists.
+    /// An account by id (404 if there is none): this replica's cache, else one call.
     pub async fn account(&self, id: rookery_kit::ids::AccountId) -> Result<pb::Account, ApiError> {
-        let res = self
-            .users()
-            .get_accounts(pb::GetAccountsRequest { ids: vec![id.0] })
-            .await?;
-        res.into_inner()
-            .accounts
-            .into_iter()
-            .next()
+        self.accounts
+            .get(&id.to_string(), || async {
+                let req = pb::GetAccountsRequest { ids: vec![id.0] };
+                let res = self.users().get_accounts(req).await?;
+                Ok::<_, ApiError>(res.into_inner().accounts.into_iter().next())
+            })
+            .await?
             .ok_or_else(ApiError::not_found)
+    }
+
+    /// Drops this replica's copy of an account it just changed (read-your-writes here;
+    /// the users service's broadcast reaches the other replicas).
+    pub async fn forget_account(&self, id: rookery_kit::ids::AccountId) {
+        self.accounts.evict_local(&id.to_string()).await;
     }
 
     /// Instance statistics, at most a minute old.

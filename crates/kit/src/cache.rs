@@ -274,7 +274,11 @@ impl<V: Message + Default + Clone + Send + Sync + 'static> TieredCache<V> {
                 let epoch = self.inner.epoch.load(Ordering::SeqCst);
                 let unchanged = || self.inner.epoch.load(Ordering::SeqCst) == epoch;
                 if let Some(v) = self.l2_get_one(key).await {
-                    return if unchanged() { Ok(v) } else { Err(Miss::Raced(v)) };
+                    return if unchanged() {
+                        Ok(v)
+                    } else {
+                        Err(Miss::Raced(v))
+                    };
                 }
                 match load().await {
                     Ok(Some(v)) if unchanged() => {

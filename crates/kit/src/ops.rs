@@ -57,6 +57,8 @@ impl Readiness {
 
 /// `/health`, `/ready` and `/metrics`, to be merged into a process's HTTP router.
 pub fn router<S: Clone + Send + Sync + 'static>(readiness: Readiness) -> Router<S> {
+    // Install the recorder now: metrics recorded before it exists are lost.
+    crate::telemetry::metrics_handle();
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))

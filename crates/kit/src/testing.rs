@@ -51,7 +51,10 @@ pub async fn database(service: &str) -> anyhow::Result<TestDatabase> {
     if let Err(e) = conn.execute(AssertSqlSafe(create_role)).await {
         // 42710 duplicate_object, 23505 unique_violation (the loser of a creation race),
         // XX000 "tuple concurrently updated": all mean the role is there now.
-        let code = e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned());
+        let code = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned());
         if !matches!(code.as_deref(), Some("42710" | "23505" | "XX000")) {
             return Err(e.into());
         }

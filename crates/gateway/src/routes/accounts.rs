@@ -149,6 +149,7 @@ pub async fn update_credentials(
         .into_inner();
     match res.result {
         Some(pb::update_credentials_response::Result::Account(a)) => {
+            state.forget_account(account_id).await;
             Ok(Json(CredentialAccount::new(&a, &state.config.instance.base_url)).into_response())
         }
         Some(pb::update_credentials_response::Result::Invalid(v)) => {
