@@ -35,10 +35,14 @@ pub fn has_scope(granted: &str, required: &str) -> bool {
 
 /// Hex SHA-256 of a token: the cache key, the same key the users service revokes under.
 pub fn token_key(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(token.as_bytes());
+    let mut key = String::with_capacity(64);
+    for b in digest.iter() {
+        key.push(char::from(HEX[usize::from(b >> 4)]));
+        key.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    key
 }
 
 /// An authenticated request (app or user token).

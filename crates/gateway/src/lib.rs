@@ -135,7 +135,6 @@ pub fn app(state: AppState, readiness: Readiness) -> Router {
                 .layer(compression)
                 // Whatever fails below answers in Mastodon's JSON error format.
                 .layer(axum::middleware::from_fn(middleware::json_errors))
-                .layer(axum::middleware::from_fn(middleware::retry_after))
                 // A stuck dependency must not hold a connection forever.
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::SERVICE_UNAVAILABLE,

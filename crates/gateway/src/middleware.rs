@@ -47,12 +47,33 @@ pub async fn observe(matched: Option<MatchedPath>, req: Request, next: Next) -> 
     }
     metrics::histogram!(
         "http_server_request_duration_seconds",
-        "method" => method.to_string(),
+        "method" => method_label(&method),
         "route" => route,
-        "status" => status.as_u16().to_string(),
+        "status" => status_label(status),
     )
     .record(start.elapsed().as_secs_f64());
     response
+}
+
+/// Metric labels without an allocation per request for the common cases.
+fn method_label(method: &http::Method) -> std::borrow::Cow<'static, str> {
+    match *method {
+        http::Method::GET => "GET".into(),
+        http::Method::POST => "POST".into(),
+        http::Method::PATCH => "PATCH".into(),
+        http::Method::PUT => "PUT".into(),
+        http::Method::DELETE => "DELETE".into(),
+        ref other => other.to_string().into(),
+    }
+}
+
+fn status_label(status: StatusCode) -> std::borrow::Cow<'static, str> {
+    match status.as_u16() {
+        200 => "200".into(),
+        201 => "201".into(),
+        204 => "204".into(),
+        other => other.to_string().into(),
+    }
 }
 
 /// Largest body of a non-JSON error worth turning into a message.
@@ -61,10 +82,18 @@ const MAX_ERROR_TEXT: usize = 4096;
 /// Rewrites error responses that are not JSON (axum's extractor rejections, the body
 /// limit's 413, the timeout's 503, 405s) into `{"error": "..."}`, keeping their message.
 pub async fn json_errors(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
+    let mut response = next.run(req).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
+    }
+    // A 503 also tells clients when to come back.
+    if status == StatusCode::SERVICE_UNAVAILABLE
+        && !response.headers().contains_key(header::RETRY_AFTER)
+    {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     }
     let is_json = response
         .headers()
@@ -113,17 +142,4 @@ fn default_message(status: StatusCode) -> &'static str {
 /// The fallback: unknown routes get Mastodon's JSON 404.
 pub async fn not_found() -> Response {
     ApiError::not_found().into_response()
-}
-
-/// A 503 from the timeout layer also tells clients when to come back.
-pub async fn retry_after(req: Request, next: Next) -> Response {
-    let mut response = next.run(req).await;
-    if response.status() == StatusCode::SERVICE_UNAVAILABLE
-        && !response.headers().contains_key(header::RETRY_AFTER)
-    {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-    }
-    response
 }

@@ -79,6 +79,11 @@ pub struct Account<'a> {
     statuses_count: i64,
     followers_count: i64,
     following_count: i64,
+    /// Only in a `CredentialAccount` (kept in this struct: `serde(flatten)` is slow).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<Source<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<Role>,
 }
 
 impl<'a> Account<'a> {
@@ -101,15 +106,7 @@ impl<'a> Account<'a> {
             header,
             header_description: "",
             locked: a.locked,
-            fields: a
-                .fields
-                .iter()
-                .map(|f| Field {
-                    name: &f.name,
-                    value: &f.value,
-                    verified_at: None,
-                })
-                .collect(),
+            fields: account_fields(a),
             emojis: [],
             bot: a.bot,
             group: false,
@@ -127,6 +124,8 @@ impl<'a> Account<'a> {
             statuses_count: a.statuses_count,
             followers_count: a.followers_count,
             following_count: a.following_count,
+            source: None,
+            role: None,
         }
     }
 }
@@ -159,48 +158,46 @@ struct Role {
 
 /// The `CredentialAccount` entity: the account plus its private settings.
 #[derive(Serialize)]
-pub struct CredentialAccount<'a> {
-    #[serde(flatten)]
-    account: Account<'a>,
-    source: Source<'a>,
-    role: Role,
-}
+#[serde(transparent)]
+pub struct CredentialAccount<'a>(Account<'a>);
 
 impl<'a> CredentialAccount<'a> {
     /// The entity of `a`, with URLs under `base_url`.
     pub fn new(a: &'a pb::Account, base_url: &str) -> Self {
-        Self {
-            account: Account::new(a, base_url),
-            source: Source {
-                privacy: &a.default_privacy,
-                sensitive: a.default_sensitive,
-                language: Some(a.default_language.as_str()).filter(|l| !l.is_empty()),
-                note: &a.note_source,
-                fields: a
-                    .fields
-                    .iter()
-                    .map(|f| Field {
-                        name: &f.name,
-                        value: &f.value,
-                        verified_at: None,
-                    })
-                    .collect(),
-                follow_requests_count: a.follow_requests_count,
-                hide_collections: a.hide_collections,
-                discoverable: a.discoverable,
-                indexable: a.indexable,
-                attribution_domains: [],
-                quote_policy: "public",
-            },
-            role: Role {
-                id: "-99",
-                name: "",
-                permissions: "0",
-                color: "",
-                highlighted: false,
-            },
-        }
+        let mut account = Account::new(a, base_url);
+        account.source = Some(Source {
+            privacy: &a.default_privacy,
+            sensitive: a.default_sensitive,
+            language: Some(a.default_language.as_str()).filter(|l| !l.is_empty()),
+            note: &a.note_source,
+            fields: account_fields(a),
+            follow_requests_count: a.follow_requests_count,
+            hide_collections: a.hide_collections,
+            discoverable: a.discoverable,
+            indexable: a.indexable,
+            attribution_domains: [],
+            quote_policy: "public",
+        });
+        account.role = Some(Role {
+            id: "-99",
+            name: "",
+            permissions: "0",
+            color: "",
+            highlighted: false,
+        });
+        Self(account)
     }
+}
+
+fn account_fields(a: &pb::Account) -> Vec<Field<'_>> {
+    a.fields
+        .iter()
+        .map(|f| Field {
+            name: &f.name,
+            value: &f.value,
+            verified_at: None,
+        })
+        .collect()
 }
 
 /// The `Application` entity (`client_secret` only right after creation).
