@@ -40,7 +40,13 @@ run() { # name url [header]
     printf '%-28s %12s req/s   p50 %-9s p99 %-9s\n' "$1" "$rps" "$p50" "$p99" >&2
     echo "$rps"
 }
-log "wrk -t2 -c64 -d$DURATION, gateway and wrk share this machine's $(nproc) cores"
-hello=$(run "bare axum hello" "http://127.0.0.1:$HELLO_PORT/hello")
-verify=$(run "verify_credentials" "$B/api/v1/accounts/verify_credentials" "Authorization: Bearer $token")
-awk -v v="$verify" -v h="$hello" 'BEGIN { printf "verify_credentials / hello = %.1f%%\n", 100 * v / h }' >&2
+ROUNDS="${ROUNDS:-3}"
+log "wrk -t2 -c64 -d$DURATION, $ROUNDS alternating rounds; gateway, users and wrk share this machine's $(nproc) cores"
+hellos=(); verifies=()
+for ((i = 1; i <= ROUNDS; i++)); do
+    hellos+=("$(run "bare axum hello (round $i)" "http://127.0.0.1:$HELLO_PORT/hello")")
+    verifies+=("$(run "verify_credentials (round $i)" "$B/api/v1/accounts/verify_credentials" "Authorization: Bearer $token")")
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+hello=$(median "${hellos[@]}"); verify=$(median "${verifies[@]}")
+awk -v v="$verify" -v h="$hello" 'BEGIN { printf "median: hello %.0f req/s, verify_credentials %.0f req/s, ratio %.1f%%\n", h, v, 100 * v / h }' >&2
