@@ -27,63 +27,42 @@ fn status_label(headers: &http::HeaderMap) -> String {
     }
 }
 
+/// Which end of a call a [`Trace`] service sits on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// Opens a client span and sends its context as `traceparent`.
+    Client,
+    /// Opens a server span parented by the caller's `traceparent`.
+    Server,
+}
+
+impl Side {
+    fn kind(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Server => "server",
+        }
+    }
+
+    fn metric(self) -> &'static str {
+        match self {
+            Side::Client => "grpc_client_duration_seconds",
+            Side::Server => "grpc_server_duration_seconds",
+        }
+    }
+}
+
 /// Server side: parents each request's span on the caller's `traceparent`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ServerTraceLayer;
 
 impl<S> Layer<S> for ServerTraceLayer {
-    type Service = ServerTrace<S>;
+    type Service = Trace<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        ServerTrace { inner }
-    }
-}
-
-/// See [`ServerTraceLayer`].
-#[derive(Clone, Debug)]
-pub struct ServerTrace<S> {
-    inner: S,
-}
-
-impl<S, B, RB> Service<http::Request<B>> for ServerTrace<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
-    S::Future: Send,
-    B: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let method = req.uri().path().trim_start_matches('/').to_owned();
-        let span = tracing::info_span!(
-            "grpc.server",
-            otel.name = %method,
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.grpc.status_code = tracing::field::Empty,
-        );
-        // No parent in the metadata leaves the span a root: fine for direct callers.
-        let _ = span.set_parent(extract_context(req.headers()));
-        // The clone that was polled ready is the one that must serve (tower contract).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let start = Instant::now();
-        Box::pin(async move {
-            let result = inner.call(req).instrument(span.clone()).await;
-            let code = match &result {
-                Ok(res) => status_label(res.headers()),
-                Err(_) => "Transport".to_owned(),
-            };
-            span.record("rpc.grpc.status_code", code.as_str());
-            metrics::histogram!("grpc_server_duration_seconds", "method" => method, "code" => code)
-                .record(start.elapsed().as_secs_f64());
-            result
-        })
+        Trace {
+            inner,
+            side: Side::Server,
+        }
     }
 }
 
@@ -92,19 +71,23 @@ where
 pub struct ClientTraceLayer;
 
 impl<S> Layer<S> for ClientTraceLayer {
-    type Service = ClientTrace<S>;
+    type Service = Trace<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        ClientTrace { inner }
+        Trace {
+            inner,
+            side: Side::Client,
+        }
     }
 }
 
-/// See [`ClientTraceLayer`].
+/// A span and RED metrics around every call, on either side of the hop.
 #[derive(Clone, Debug)]
-pub struct ClientTrace<S> {
+pub struct Trace<S> {
     inner: S,
+    side: Side,
 }
 
-impl<S, B, RB> Service<http::Request<B>> for ClientTrace<S>
+impl<S, B, RB> Service<http::Request<B>> for Trace<S>
 where
     S: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
     S::Future: Send,
@@ -119,15 +102,23 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let side = self.side;
         let method = req.uri().path().trim_start_matches('/').to_owned();
         let span = tracing::info_span!(
-            "grpc.client",
+            "grpc",
             otel.name = %method,
-            otel.kind = "client",
+            otel.kind = side.kind(),
             rpc.system = "grpc",
             rpc.grpc.status_code = tracing::field::Empty,
         );
-        inject_context(&span.context(), req.headers_mut());
+        match side {
+            Side::Client => inject_context(&span.context(), req.headers_mut()),
+            // No parent in the metadata leaves the span a root: fine for direct callers.
+            Side::Server => {
+                let _ = span.set_parent(extract_context(req.headers()));
+            }
+        }
+        // The clone that was polled ready is the one that must serve (tower contract).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let start = Instant::now();
@@ -138,7 +129,7 @@ where
                 Err(_) => "Transport".to_owned(),
             };
             span.record("rpc.grpc.status_code", code.as_str());
-            metrics::histogram!("grpc_client_duration_seconds", "method" => method, "code" => code)
+            metrics::histogram!(side.metric(), "method" => method, "code" => code)
                 .record(start.elapsed().as_secs_f64());
             result
         })
@@ -146,7 +137,7 @@ where
 }
 
 /// A traced channel to another service.
-pub type TracedChannel = ClientTrace<Channel>;
+pub type TracedChannel = Trace<Channel>;
 
 /// Connects lazily to `url` (the caller starts even when the service is not up yet) with
 /// bounded connect and call times, and wraps the channel in [`ClientTraceLayer`].

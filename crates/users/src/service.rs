@@ -333,7 +333,12 @@ impl Users {
         let mut tx = self.store.begin().await?;
         let Some(old) = self
             .store
-            .take_refresh_token(&mut tx, AppId(app.id), &domain::secret_hash(refresh_token))
+            .revoke_token(
+                &mut tx,
+                AppId(app.id),
+                &domain::secret_hash(refresh_token),
+                true,
+            )
             .await?
         else {
             return Ok(Err(invalid_grant()));
@@ -451,7 +456,12 @@ impl Users {
         let mut tx = self.store.begin().await?;
         let revoked = self
             .store
-            .revoke_token(&mut tx, AppId(app.id), &domain::secret_hash(&req.token))
+            .revoke_token(
+                &mut tx,
+                AppId(app.id),
+                &domain::secret_hash(&req.token),
+                false,
+            )
             .await?;
         tx.commit().await?;
         if let Some(token) = revoked {

@@ -304,40 +304,25 @@ impl Store {
         .await?)
     }
 
-    /// Revokes the live token of `app` whose access or refresh value hashes to `hash`;
-    /// returns it when there was one. In the caller's transaction, so that rotating a
-    /// refresh token is all-or-nothing.
+    /// Revokes the live token of `app` whose refresh value, or (unless `refresh_only`)
+    /// access value, hashes to `hash`; returns it when there was one. In the caller's
+    /// transaction, so that rotating a refresh token is all-or-nothing.
     pub async fn revoke_token(
         &self,
         conn: &mut PgConnection,
         app: AppId,
         hash: &[u8],
+        refresh_only: bool,
     ) -> Result<Option<TokenRow>> {
         Ok(sqlx::query_as(
             "UPDATE access_tokens SET revoked_at = now()
-             WHERE app_id = $1 AND (token_hash = $2 OR refresh_hash = $2) AND revoked_at IS NULL
+             WHERE app_id = $1 AND revoked_at IS NULL
+               AND (refresh_hash = $2 OR (NOT $3 AND token_hash = $2))
              RETURNING id, app_id, account_id, scopes, token_hash",
         )
         .bind(app)
         .bind(hash)
-        .fetch_optional(conn)
-        .await?)
-    }
-
-    /// Revokes the live token of `app` whose refresh value hashes to `hash` (refresh grant).
-    pub async fn take_refresh_token(
-        &self,
-        conn: &mut PgConnection,
-        app: AppId,
-        hash: &[u8],
-    ) -> Result<Option<TokenRow>> {
-        Ok(sqlx::query_as(
-            "UPDATE access_tokens SET revoked_at = now()
-             WHERE app_id = $1 AND refresh_hash = $2 AND revoked_at IS NULL
-             RETURNING id, app_id, account_id, scopes, token_hash",
-        )
-        .bind(app)
-        .bind(hash)
+        .bind(refresh_only)
         .fetch_optional(conn)
         .await?)
     }

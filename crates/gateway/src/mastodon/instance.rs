@@ -13,6 +13,7 @@
 //! The builders are pure functions of [`InstanceInfo`]: no I/O, so the handlers can cache the
 //! result and the tests can check the documents without a server.
 
+use super::escape_html;
 use serde_json::{Value, json};
 
 /// The Mastodon release whose client API Rookery claims to speak.
@@ -399,22 +400,6 @@ fn trim_base(base_url: &str) -> &str {
 /// A count as the documents report it: never negative.
 fn count(value: i64) -> i64 {
     value.max(0)
-}
-
-/// Escapes text for an HTML context.
-fn escape_html(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            _ => escaped.push(c),
-        }
-    }
-    escaped
 }
 
 #[cfg(test)]

@@ -261,6 +261,22 @@ impl<'a> Token<'a> {
     }
 }
 
+/// Escapes text for an HTML context (element content or a quoted attribute).
+pub fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            _ => escaped.push(c),
+        }
+    }
+    escaped
+}
+
 /// Timestamps in ISO 8601 with milliseconds, as Mastodon writes them.
 pub fn timestamp(ms: i64) -> String {
     iso(ms)

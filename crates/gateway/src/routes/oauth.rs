@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::{
     error::{ApiError, ApiResult},
     input::{Params, string_list},
-    mastodon::{Application, Token},
+    mastodon::{Application, Token, escape_html},
     state::AppState,
 };
 
@@ -248,14 +248,6 @@ pub struct AuthorizeParams {
     password: String,
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
 fn page(title: &str, body: &str) -> Response {
     (
         [
@@ -268,7 +260,7 @@ fn page(title: &str, body: &str) -> Response {
             "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
              <title>{}</title><style>body{{font-family:sans-serif;max-width:28em;margin:3em auto;padding:0 1em}}\
              input{{display:block;width:100%;margin:.4em 0 1em;padding:.5em}}</style></head><body>{body}</body></html>",
-            escape(title)
+            escape_html(title)
         )),
     )
         .into_response()
@@ -320,7 +312,7 @@ pub async fn authorize_form(
     .map(|(k, v)| {
         format!(
             "<input type=\"hidden\" name=\"{k}\" value=\"{}\">",
-            escape(v)
+            escape_html(v)
         )
     })
     .collect();
@@ -337,8 +329,8 @@ pub async fn authorize_form(
              <label>Email or username<input name=\"username\" autocomplete=\"username\" required></label>\
              <label>Password<input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
              <button type=\"submit\">Authorize</button></form>",
-            escape(&app.name),
-            escape(&scopes)
+            escape_html(&app.name),
+            escape_html(&scopes)
         ),
     ))
 }
@@ -384,7 +376,7 @@ pub async fn authorize(
             "Authorization code",
             &format!(
                 "<h1>Authorization code</h1><p>Copy this code into the application:</p><pre>{}</pre>",
-                escape(&code)
+                escape_html(&code)
             ),
         ));
     }
