@@ -28,19 +28,18 @@ async fn sign_up_sign_in_verify_update_lookup_revoke() {
 
     // Update, then read back: the account cache must have been invalidated.
     let res = stack
-        .http
-        .patch(format!("{}/api/v1/accounts/update_credentials", stack.base))
-        .bearer_auth(&token)
-        .form(&[
-            ("display_name", "Flow Tester"),
-            ("note", "hello <world>"),
-            ("locked", "1"),
-            ("bot", "true"),
-            ("source[privacy]", "unlisted"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .patch_form(
+            "/api/v1/accounts/update_credentials",
+            &token,
+            &[
+                ("display_name", "Flow Tester"),
+                ("note", "hello <world>"),
+                ("locked", "1"),
+                ("bot", "true"),
+                ("source[privacy]", "unlisted"),
+            ],
+        )
+        .await;
     let updated = json_ok(res).await;
     assert_eq!(updated["display_name"], "Flow Tester");
     let me = json_ok(
@@ -304,13 +303,12 @@ async fn bad_input_gets_clear_client_errors() {
             .unwrap()
             .to_owned();
     let res = stack
-        .http
-        .patch(format!("{}/api/v1/accounts/update_credentials", stack.base))
-        .bearer_auth(&read_only)
-        .form(&[("display_name", "x")])
-        .send()
-        .await
-        .unwrap();
+        .patch_form(
+            "/api/v1/accounts/update_credentials",
+            &read_only,
+            &[("display_name", "x")],
+        )
+        .await;
     json_error(res, 403).await;
     // An app token (with the right scope) where a user is required: 422.
     let read_app_token = stack.app_token(&app, "read").await;
@@ -324,25 +322,23 @@ async fn bad_input_gets_clear_client_errors() {
 
     // Invalid field values are 422 and change nothing.
     let res = stack
-        .http
-        .patch(format!("{}/api/v1/accounts/update_credentials", stack.base))
-        .bearer_auth(&token)
-        .form(&[
-            ("display_name", "x".repeat(31).as_str()),
-            ("locked", "maybe"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .patch_form(
+            "/api/v1/accounts/update_credentials",
+            &token,
+            &[
+                ("display_name", "x".repeat(31).as_str()),
+                ("locked", "maybe"),
+            ],
+        )
+        .await;
     json_error(res, 422).await;
     let res = stack
-        .http
-        .patch(format!("{}/api/v1/accounts/update_credentials", stack.base))
-        .bearer_auth(&token)
-        .form(&[("display_name", "x".repeat(31).as_str())])
-        .send()
-        .await
-        .unwrap();
+        .patch_form(
+            "/api/v1/accounts/update_credentials",
+            &token,
+            &[("display_name", "x".repeat(31).as_str())],
+        )
+        .await;
     assert_eq!(
         json_error(res, 422).await["details"]["display_name"][0]["error"],
         "ERR_TOO_LONG"
@@ -482,13 +478,12 @@ async fn profile_changes_reach_every_replica() {
     )
     .await;
     let res = stack
-        .http
-        .patch(format!("{}/api/v1/accounts/update_credentials", stack.base))
-        .bearer_auth(&token)
-        .form(&[("display_name", "Everywhere")])
-        .send()
-        .await
-        .unwrap();
+        .patch_form(
+            "/api/v1/accounts/update_credentials",
+            &token,
+            &[("display_name", "Everywhere")],
+        )
+        .await;
     json_ok(res).await;
     // The other replica cached the old entity; the users service's broadcast evicts it
     // within milliseconds (not at the 30 s TTL).

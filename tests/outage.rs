@@ -83,13 +83,12 @@ async fn redis_down_reads_and_writes_still_work_and_events_follow_later() {
 
     // Writes succeed, and are visible at once through this gateway.
     let res = stack
-        .http
-        .patch(format!("{}/api/v1/accounts/update_credentials", stack.base))
-        .bearer_auth(&fresh)
-        .form(&[("display_name", "Written while Redis was down")])
-        .send()
-        .await
-        .unwrap();
+        .patch_form(
+            "/api/v1/accounts/update_credentials",
+            &fresh,
+            &[("display_name", "Written while Redis was down")],
+        )
+        .await;
     json_ok(res).await;
     let me = json_ok(
         stack

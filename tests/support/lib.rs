@@ -153,6 +153,17 @@ impl Stack {
         req.send().await.unwrap()
     }
 
+    /// `PATCH` a form to the gateway.
+    pub async fn patch_form(&self, path: &str, token: &str, form: &[(&str, &str)]) -> Response {
+        self.http
+            .patch(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// `GET` from the gateway.
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
         self.get_at(&self.base, path, token).await
