@@ -13,12 +13,7 @@ async fn sign_up_sign_in_verify_update_lookup_revoke() {
     let name = username("flow");
     let token = stack.register(&app, &name).await;
 
-    let me = json_ok(
-        stack
-            .get("/api/v1/accounts/verify_credentials", Some(&token))
-            .await,
-    )
-    .await;
+    let me = json_ok(stack.verify(&token).await).await;
     assert_eq!(me["username"], name.as_str());
     assert_eq!(me["acct"], name.as_str());
     let id = me["id"].as_str().unwrap().to_owned();
@@ -42,12 +37,7 @@ async fn sign_up_sign_in_verify_update_lookup_revoke() {
         .await;
     let updated = json_ok(res).await;
     assert_eq!(updated["display_name"], "Flow Tester");
-    let me = json_ok(
-        stack
-            .get("/api/v1/accounts/verify_credentials", Some(&token))
-            .await,
-    )
-    .await;
+    let me = json_ok(stack.verify(&token).await).await;
     assert_eq!(me["display_name"], "Flow Tester");
     assert_eq!(me["note"], "<p>hello &lt;world&gt;</p>");
     assert_eq!(me["source"]["note"], "hello <world>");
@@ -128,38 +118,12 @@ async fn sign_up_sign_in_verify_update_lookup_revoke() {
     assert_eq!(login["scope"], "read write");
     let second = login["access_token"].as_str().unwrap().to_owned();
     json_ok(stack.log_in(&app, &name, "correct horse", "read").await).await;
-    json_ok(
-        stack
-            .get("/api/v1/accounts/verify_credentials", Some(&second))
-            .await,
-    )
-    .await;
-    let res = stack
-        .post_form(
-            "/oauth/revoke",
-            None,
-            &[
-                ("client_id", &app.client_id),
-                ("client_secret", &app.client_secret),
-                ("token", &second),
-            ],
-        )
-        .await;
+    json_ok(stack.verify(&second).await).await;
+    let res = stack.revoke(&app, &second).await;
     assert_eq!(json_ok(res).await, serde_json::json!({}));
-    json_error(
-        stack
-            .get("/api/v1/accounts/verify_credentials", Some(&second))
-            .await,
-        401,
-    )
-    .await;
+    json_error(stack.verify(&second).await, 401).await;
     // The other token of the same account is unaffected.
-    json_ok(
-        stack
-            .get("/api/v1/accounts/verify_credentials", Some(&token))
-            .await,
-    )
-    .await;
+    json_ok(stack.verify(&token).await).await;
 
     // Both changes reached the event stream through the outbox.
     let events = eventually(Duration::from_secs(5), || async {
@@ -277,16 +241,7 @@ async fn bad_input_gets_clear_client_errors() {
         401,
     )
     .await;
-    json_error(
-        stack
-            .get(
-                "/api/v1/accounts/verify_credentials",
-                Some("not-a-real-token"),
-            )
-            .await,
-        401,
-    )
-    .await;
+    json_error(stack.verify("not-a-real-token").await, 401).await;
     let res = stack
         .http
         .get(format!("{}/api/v1/accounts/verify_credentials", stack.base))
@@ -312,13 +267,7 @@ async fn bad_input_gets_clear_client_errors() {
     json_error(res, 403).await;
     // An app token (with the right scope) where a user is required: 422.
     let read_app_token = stack.app_token(&app, "read").await;
-    json_error(
-        stack
-            .get("/api/v1/accounts/verify_credentials", Some(&read_app_token))
-            .await,
-        422,
-    )
-    .await;
+    json_error(stack.verify(&read_app_token).await, 422).await;
 
     // Invalid field values are 422 and change nothing.
     let res = stack
@@ -343,12 +292,7 @@ async fn bad_input_gets_clear_client_errors() {
         json_error(res, 422).await["details"]["display_name"][0]["error"],
         "ERR_TOO_LONG"
     );
-    let me = json_ok(
-        stack
-            .get("/api/v1/accounts/verify_credentials", Some(&token))
-            .await,
-    )
-    .await;
+    let me = json_ok(stack.verify(&token).await).await;
     assert_eq!(me["display_name"], "");
 
     // Malformed JSON: 400. Oversized body: 413. Unknown route: 404 JSON. Bad id: 404.
@@ -425,37 +369,14 @@ async fn revocation_reaches_every_gateway_replica_at_once() {
     let token = stack.register(&app, &name).await;
     // Both replicas have resolved (and cached) the token.
     for base in [&stack.base, &other] {
-        json_ok(
-            stack
-                .get_at(base, "/api/v1/accounts/verify_credentials", Some(&token))
-                .await,
-        )
-        .await;
+        json_ok(stack.verify_at(base, &token).await).await;
     }
-    let res = stack
-        .post_form(
-            "/oauth/revoke",
-            None,
-            &[
-                ("client_id", &app.client_id),
-                ("client_secret", &app.client_secret),
-                ("token", &token),
-            ],
-        )
-        .await;
+    let res = stack.revoke(&app, &token).await;
     json_ok(res).await;
-    json_error(
-        stack
-            .get("/api/v1/accounts/verify_credentials", Some(&token))
-            .await,
-        401,
-    )
-    .await;
+    json_error(stack.verify(&token).await, 401).await;
     // The other replica learns through Redis pub/sub, long before its cache TTL (60 s).
     let revoked = eventually(Duration::from_secs(2), || async {
-        let res = stack
-            .get_at(&other, "/api/v1/accounts/verify_credentials", Some(&token))
-            .await;
+        let res = stack.verify_at(&other, &token).await;
         (res.status() == 401).then_some(())
     })
     .await;
@@ -471,12 +392,7 @@ async fn profile_changes_reach_every_replica() {
     let other = stack.second_gateway().await;
     let app = stack.create_app().await;
     let token = stack.register(&app, &username("upd")).await;
-    json_ok(
-        stack
-            .get_at(&other, "/api/v1/accounts/verify_credentials", Some(&token))
-            .await,
-    )
-    .await;
+    json_ok(stack.verify_at(&other, &token).await).await;
     let res = stack
         .patch_form(
             "/api/v1/accounts/update_credentials",
@@ -488,9 +404,7 @@ async fn profile_changes_reach_every_replica() {
     // The other replica cached the old entity; the users service's broadcast evicts it
     // within milliseconds (not at the 30 s TTL).
     let seen = eventually(Duration::from_secs(2), || async {
-        let res = stack
-            .get_at(&other, "/api/v1/accounts/verify_credentials", Some(&token))
-            .await;
+        let res = stack.verify_at(&other, &token).await;
         let me = json_ok(res).await;
         (me["display_name"] == "Everywhere").then_some(())
     })
@@ -583,12 +497,7 @@ async fn authorization_code_with_pkce_and_refresh_rotation() {
     assert_eq!(token["scope"], "read write");
     let access = token["access_token"].as_str().unwrap().to_owned();
     let refresh = token["refresh_token"].as_str().unwrap().to_owned();
-    json_ok(
-        stack
-            .get("/api/v1/accounts/verify_credentials", Some(&access))
-            .await,
-    )
-    .await;
+    json_ok(stack.verify(&access).await).await;
     // Codes are single-use.
     assert_eq!(
         json_error(exchange(verifier).await, 400).await["error"],
@@ -611,19 +520,8 @@ async fn authorization_code_with_pkce_and_refresh_rotation() {
         .await;
     let rotated = json_ok(res).await;
     let new_access = rotated["access_token"].as_str().unwrap();
-    json_ok(
-        stack
-            .get("/api/v1/accounts/verify_credentials", Some(new_access))
-            .await,
-    )
-    .await;
-    json_error(
-        stack
-            .get("/api/v1/accounts/verify_credentials", Some(&access))
-            .await,
-        401,
-    )
-    .await;
+    json_ok(stack.verify(new_access).await).await;
+    json_error(stack.verify(&access).await, 401).await;
     let res = stack
         .post_form(
             "/oauth/token",

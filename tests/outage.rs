@@ -48,12 +48,7 @@ async fn redis_down_reads_and_writes_still_work_and_events_follow_later() {
     let app = stack.create_app().await;
     let name = username("down");
     let token = stack.register(&app, &name).await;
-    let me = json_ok(
-        stack
-            .get("/api/v1/accounts/verify_credentials", Some(&token))
-            .await,
-    )
-    .await;
+    let me = json_ok(stack.verify(&token).await).await;
     let id = me["id"].as_str().unwrap().to_owned();
 
     redis.kill().await.unwrap();
@@ -67,12 +62,7 @@ async fn redis_down_reads_and_writes_still_work_and_events_follow_later() {
     .await;
     let fresh = login["access_token"].as_str().unwrap().to_owned();
     let started = std::time::Instant::now();
-    let me = json_ok(
-        stack
-            .get("/api/v1/accounts/verify_credentials", Some(&fresh))
-            .await,
-    )
-    .await;
+    let me = json_ok(stack.verify(&fresh).await).await;
     assert_eq!(me["username"], name.as_str());
     // Bound on a fault path, not a benchmark: every Redis call has a 100 ms budget.
     assert!(
@@ -90,12 +80,7 @@ async fn redis_down_reads_and_writes_still_work_and_events_follow_later() {
         )
         .await;
     json_ok(res).await;
-    let me = json_ok(
-        stack
-            .get("/api/v1/accounts/verify_credentials", Some(&fresh))
-            .await,
-    )
-    .await;
+    let me = json_ok(stack.verify(&fresh).await).await;
     assert_eq!(me["display_name"], "Written while Redis was down");
 
     // Redis comes back (empty): the outbox relay publishes what it held.

@@ -164,6 +164,27 @@ impl Stack {
             .unwrap()
     }
 
+    /// `GET /api/v1/accounts/verify_credentials` on the gateway at `base`.
+    pub async fn verify_at(&self, base: &str, token: &str) -> Response {
+        self.get_at(base, "/api/v1/accounts/verify_credentials", Some(token))
+            .await
+    }
+
+    /// `GET /api/v1/accounts/verify_credentials`.
+    pub async fn verify(&self, token: &str) -> Response {
+        self.verify_at(&self.base, token).await
+    }
+
+    /// `POST /oauth/revoke` for `token` with `app`'s credentials.
+    pub async fn revoke(&self, app: &App, token: &str) -> Response {
+        let form = [
+            ("client_id", app.client_id.as_str()),
+            ("client_secret", app.client_secret.as_str()),
+            ("token", token),
+        ];
+        self.post_form("/oauth/revoke", None, &form).await
+    }
+
     /// `GET` from the gateway.
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
         self.get_at(&self.base, path, token).await

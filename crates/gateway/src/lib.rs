@@ -91,8 +91,6 @@ pub fn state(config: Config, shutdown: &CancellationToken) -> anyhow::Result<App
         tokens,
         accounts,
         stats,
-        redis,
-        hub,
         config,
     }))
 }

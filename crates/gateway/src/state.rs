@@ -2,11 +2,7 @@
 
 use std::{ops::Deref, sync::Arc};
 
-use rookery_kit::{
-    cache::{CacheHub, TieredCache},
-    grpc::TracedChannel,
-    redis::Redis,
-};
+use rookery_kit::{cache::TieredCache, grpc::TracedChannel};
 use rookery_proto::users::v1::{self as pb, users_client::UsersClient};
 use tonic::Code;
 
@@ -31,10 +27,6 @@ pub struct Inner {
     pub accounts: TieredCache<pb::Account>,
     /// Instance statistics (process-local, refreshed every minute).
     pub stats: TieredCache<pb::InstanceStats>,
-    /// Redis (readiness reports it; the gateway works without it).
-    pub redis: Redis,
-    /// The cache invalidation hub of this process.
-    pub hub: Arc<CacheHub>,
 }
 
 impl Deref for AppState {

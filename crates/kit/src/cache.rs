@@ -238,9 +238,13 @@ impl<V: Message + Default + Clone + Send + Sync + 'static> TieredCache<V> {
         }
     }
 
-    fn l2_key(&self, key: &str) -> Option<(String, &Redis)> {
-        let redis = self.hub.redis.as_ref().filter(|_| self.l2_ttl.is_some())?;
-        Some((redis.key(&format!("c:{}:{key}", self.name)), redis))
+    /// Redis and the entry lifetime, when this cache has an L2 tier.
+    fn l2(&self) -> Option<(&Redis, Duration)> {
+        Some((self.hub.redis.as_ref()?, self.l2_ttl?))
+    }
+
+    fn l2_key(&self, redis: &Redis, key: &str) -> String {
+        redis.key(&format!("c:{}:{key}", self.name))
     }
 
     fn count(&self, tier: &'static str, hit: bool) {
@@ -414,13 +418,10 @@ impl<V: Message + Default + Clone + Send + Sync + 'static> TieredCache<V> {
 
     async fn l2_get(&self, keys: &[String]) -> Vec<Option<V>> {
         let none = || keys.iter().map(|_| None).collect();
-        let Some(redis) = self.hub.redis.as_ref().filter(|_| self.l2_ttl.is_some()) else {
+        let Some((redis, _)) = self.l2() else {
             return none();
         };
-        let l2_keys: Vec<String> = keys
-            .iter()
-            .filter_map(|k| self.l2_key(k).map(|(k, _)| k))
-            .collect();
+        let l2_keys: Vec<String> = keys.iter().map(|k| self.l2_key(redis, k)).collect();
         let mut cmd = ::redis::cmd("MGET");
         cmd.arg(&l2_keys);
         match redis.query::<Vec<Option<Vec<u8>>>>(&cmd).await {
@@ -440,22 +441,17 @@ impl<V: Message + Default + Clone + Send + Sync + 'static> TieredCache<V> {
     }
 
     async fn l2_put(&self, entries: &[(String, V)]) {
-        let (Some(ttl), Some(redis)) = (self.l2_ttl, self.hub.redis.as_ref()) else {
+        let Some((redis, ttl)) = self.l2().filter(|_| !entries.is_empty()) else {
             return;
         };
-        if entries.is_empty() {
-            return;
-        }
         let mut pipe = ::redis::pipe();
         for (key, v) in entries {
-            if let Some((k, _)) = self.l2_key(key) {
-                pipe.cmd("SET")
-                    .arg(k)
-                    .arg(v.encode_to_vec())
-                    .arg("PX")
-                    .arg(ttl.as_millis() as u64)
-                    .ignore();
-            }
+            pipe.cmd("SET")
+                .arg(self.l2_key(redis, key))
+                .arg(v.encode_to_vec())
+                .arg("PX")
+                .arg(ttl.as_millis() as u64)
+                .ignore();
         }
         if let Err(e) = redis.pipe::<()>(&pipe).await {
             tracing::debug!(cache = self.name, error = %e, "l2 write skipped");
@@ -463,17 +459,12 @@ impl<V: Message + Default + Clone + Send + Sync + 'static> TieredCache<V> {
     }
 
     async fn l2_delete(&self, keys: &[String]) {
-        let Some(redis) = self.hub.redis.as_ref() else {
+        let Some((redis, _)) = self.l2().filter(|_| !keys.is_empty()) else {
             return;
         };
-        if self.l2_ttl.is_none() || keys.is_empty() {
-            return;
-        }
         let mut cmd = ::redis::cmd("DEL");
         for key in keys {
-            if let Some((k, _)) = self.l2_key(key) {
-                cmd.arg(k);
-            }
+            cmd.arg(self.l2_key(redis, key));
         }
         if let Err(e) = redis.query::<()>(&cmd).await {
             tracing::warn!(cache = self.name, error = %e, "l2 delete failed");

@@ -99,11 +99,6 @@ impl Users {
         })
     }
 
-    /// The store (readiness checks).
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     #[tracing::instrument(skip_all, fields(name = %req.name))]
     pub async fn create_app(&self, req: pb::CreateAppRequest) -> Result<pb::App> {
         let name = req.name.trim();

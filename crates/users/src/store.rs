@@ -158,11 +158,6 @@ impl Store {
         Self { db }
     }
 
-    /// The pools (readiness, relay).
-    pub fn db(&self) -> &Db {
-        &self.db
-    }
-
     /// Starts a transaction on the primary.
     pub async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
         Ok(self.db.primary().begin().await?)

@@ -10,12 +10,6 @@ use serde::Serialize;
 const MISSING_AVATAR: &str = "/avatars/original/missing.png";
 const MISSING_HEADER: &str = "/headers/original/missing.png";
 
-fn iso(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 /// Mastodon reports account creation at day precision (midnight UTC).
 fn iso_day(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
@@ -275,9 +269,4 @@ pub fn escape_html(text: &str) -> String {
         }
     }
     escaped
-}
-
-/// Timestamps in ISO 8601 with milliseconds, as Mastodon writes them.
-pub fn timestamp(ms: i64) -> String {
-    iso(ms)
 }
