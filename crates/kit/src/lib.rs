@@ -23,6 +23,7 @@ pub mod events;
 pub mod grpc;
 pub mod ids;
 pub mod ops;
+pub mod ratelimit;
 pub mod redis;
 pub mod shutdown;
 pub mod telemetry;

@@ -11,6 +11,8 @@ use rookery_kit::{
 pub const DEFAULT_DATABASE_URL: &str =
     "postgres://rookery_users:rookery_users@127.0.0.1:55432/rookery";
 
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
 /// Everything the users service needs to run.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -33,6 +35,14 @@ pub struct Config {
     pub account_l1_capacity: u64,
     /// Outbox relay poll interval: `OUTBOX_POLL_MS` (default 500). Commits wake it at once.
     pub outbox_poll: Duration,
+    /// New follows and follow requests per account per window: `USERS_FOLLOW_LIMIT`
+    /// (default 400, Mastodon's).
+    pub follow_limit: u64,
+    /// The follow limit's window: `USERS_FOLLOW_LIMIT_WINDOW_MS` (default 24 h).
+    pub follow_limit_window: Duration,
+    /// How recently a follower must have used the service to count as active for
+    /// fan-out: `USERS_ACTIVE_WINDOW_MS` (default 7 days, Mastodon's).
+    pub active_window: Duration,
 }
 
 impl Config {
@@ -53,6 +63,9 @@ impl Config {
             account_l2_ttl: env_millis("USERS_ACCOUNT_L2_TTL_MS", 3_600_000)?,
             account_l1_capacity: env_parse("USERS_ACCOUNT_L1_CAPACITY", 100_000)?,
             outbox_poll: env_millis("OUTBOX_POLL_MS", 500)?,
+            follow_limit: env_parse("USERS_FOLLOW_LIMIT", 400)?,
+            follow_limit_window: env_millis("USERS_FOLLOW_LIMIT_WINDOW_MS", DAY_MS)?,
+            active_window: env_millis("USERS_ACTIVE_WINDOW_MS", 7 * DAY_MS)?,
         })
     }
 
@@ -68,6 +81,9 @@ impl Config {
             account_l2_ttl: Duration::from_secs(3600),
             account_l1_capacity: 10_000,
             outbox_poll: Duration::from_millis(100),
+            follow_limit: 400,
+            follow_limit_window: Duration::from_millis(DAY_MS),
+            active_window: Duration::from_millis(7 * DAY_MS),
         }
     }
 }

@@ -14,6 +14,13 @@ pub enum Error {
     /// A malformed request a well-behaved caller should not send. INVALID_ARGUMENT.
     #[error("{0}")]
     InvalidArgument(String),
+    /// Not allowed between these accounts (a block). PERMISSION_DENIED.
+    #[error("{0}")]
+    PermissionDenied(&'static str),
+    /// Over a rate limit. RESOURCE_EXHAUSTED, with `x-ratelimit-limit`,
+    /// `x-ratelimit-remaining` (0) and `x-ratelimit-reset` (Unix seconds) metadata.
+    #[error("rate limit exceeded")]
+    RateLimited { limit: u64, reset_at: u64 },
     /// Unknown, revoked or expired token. UNAUTHENTICATED.
     #[error("the access token is invalid")]
     Unauthenticated,
@@ -37,6 +44,15 @@ impl From<Error> for Status {
             Error::NotFound(_) => Status::new(Code::NotFound, e.to_string()),
             Error::InvalidArgument(msg) => Status::new(Code::InvalidArgument, msg),
             Error::Unauthenticated => Status::new(Code::Unauthenticated, e.to_string()),
+            Error::PermissionDenied(msg) => Status::new(Code::PermissionDenied, msg),
+            Error::RateLimited { limit, reset_at } => {
+                let mut status = Status::new(Code::ResourceExhausted, e.to_string());
+                let metadata = status.metadata_mut();
+                metadata.insert("x-ratelimit-limit", limit.into());
+                metadata.insert("x-ratelimit-remaining", 0u64.into());
+                metadata.insert("x-ratelimit-reset", reset_at.into());
+                status
+            }
             Error::Kit(k) if k.is_unavailable() => {
                 tracing::warn!(error = %k, "dependency unavailable");
                 Status::new(

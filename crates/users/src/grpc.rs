@@ -1,7 +1,9 @@
 //! The tonic adapter: decode the request, call the service, map the error. A few lines
 //! per RPC; the rules live in [`crate::service`].
 
-use std::sync::Arc;
+use std::{pin::Pin, sync::Arc};
+
+use futures::Stream;
 
 use rookery_proto::users::v1::{self as pb, users_server};
 use tonic::{Request, Response, Status};
@@ -14,12 +16,27 @@ pub struct UsersGrpc(pub Arc<Users>);
 
 type Reply<T> = Result<Response<T>, Status>;
 
+/// Most ids one batch call may carry.
+const MAX_BATCH: usize = 1000;
+
+fn check_batch(ids: &[i64]) -> Result<(), Status> {
+    if ids.len() > MAX_BATCH {
+        return Err(Status::invalid_argument(format!(
+            "at most {MAX_BATCH} ids per call"
+        )));
+    }
+    Ok(())
+}
+
 fn reply<T>(r: crate::Result<T>) -> Reply<T> {
     r.map(Response::new).map_err(Status::from)
 }
 
 #[tonic::async_trait]
 impl users_server::Users for UsersGrpc {
+    type FollowerIdsStream =
+        Pin<Box<dyn Stream<Item = Result<pb::FollowerIdsChunk, Status>> + Send + 'static>>;
+
     async fn create_app(&self, req: Request<pb::CreateAppRequest>) -> Reply<pb::App> {
         reply(self.0.create_app(req.into_inner()).await)
     }
@@ -65,9 +82,7 @@ impl users_server::Users for UsersGrpc {
         req: Request<pb::GetAccountsRequest>,
     ) -> Reply<pb::GetAccountsResponse> {
         let ids = req.into_inner().ids;
-        if ids.len() > 1000 {
-            return Err(Status::invalid_argument("at most 1000 ids per call"));
-        }
+        check_batch(&ids)?;
         reply(
             self.0
                 .get_accounts(&ids)
@@ -92,5 +107,114 @@ impl users_server::Users for UsersGrpc {
         _req: Request<pb::GetInstanceStatsRequest>,
     ) -> Reply<pb::InstanceStats> {
         reply(self.0.instance_stats().await)
+    }
+
+    async fn follow(&self, req: Request<pb::FollowRequest>) -> Reply<pb::Relationship> {
+        reply(self.0.follow(req.into_inner()).await)
+    }
+
+    async fn unfollow(&self, req: Request<pb::PairRequest>) -> Reply<pb::Relationship> {
+        reply(self.0.unfollow(req.into_inner()).await)
+    }
+
+    async fn remove_from_followers(
+        &self,
+        req: Request<pb::PairRequest>,
+    ) -> Reply<pb::Relationship> {
+        reply(self.0.remove_from_followers(req.into_inner()).await)
+    }
+
+    async fn authorize_follow_request(
+        &self,
+        req: Request<pb::PairRequest>,
+    ) -> Reply<pb::Relationship> {
+        reply(self.0.authorize_follow_request(req.into_inner()).await)
+    }
+
+    async fn reject_follow_request(
+        &self,
+        req: Request<pb::PairRequest>,
+    ) -> Reply<pb::Relationship> {
+        reply(self.0.reject_follow_request(req.into_inner()).await)
+    }
+
+    async fn block(&self, req: Request<pb::PairRequest>) -> Reply<pb::Relationship> {
+        reply(self.0.block(req.into_inner()).await)
+    }
+
+    async fn unblock(&self, req: Request<pb::PairRequest>) -> Reply<pb::Relationship> {
+        reply(self.0.unblock(req.into_inner()).await)
+    }
+
+    async fn mute(&self, req: Request<pb::MuteRequest>) -> Reply<pb::Relationship> {
+        reply(self.0.mute(req.into_inner()).await)
+    }
+
+    async fn unmute(&self, req: Request<pb::PairRequest>) -> Reply<pb::Relationship> {
+        reply(self.0.unmute(req.into_inner()).await)
+    }
+
+    async fn relationships(
+        &self,
+        req: Request<pb::RelationshipsRequest>,
+    ) -> Reply<pb::RelationshipsResponse> {
+        let req = req.into_inner();
+        check_batch(&req.ids)?;
+        reply(
+            self.0
+                .relationships(req.viewer_id, &req.ids)
+                .await
+                .map(|relationships| pb::RelationshipsResponse { relationships }),
+        )
+    }
+
+    async fn list_accounts(&self, req: Request<pb::ListAccountsRequest>) -> Reply<pb::AccountPage> {
+        reply(self.0.list_accounts(req.into_inner()).await)
+    }
+
+    async fn search_accounts(
+        &self,
+        req: Request<pb::SearchAccountsRequest>,
+    ) -> Reply<pb::GetAccountsResponse> {
+        reply(
+            self.0
+                .search_accounts(req.into_inner())
+                .await
+                .map(|accounts| pb::GetAccountsResponse { accounts }),
+        )
+    }
+
+    /// Chunks are read one query at a time as the caller consumes them, so a slow
+    /// consumer holds no database connection.
+    async fn follower_ids(
+        &self,
+        req: Request<pb::FollowerIdsRequest>,
+    ) -> Reply<Self::FollowerIdsStream> {
+        let req = req.into_inner();
+        let users = self.0.clone();
+        let stream = futures::stream::unfold(Some(0), move |after| {
+            let users = users.clone();
+            async move {
+                let after = after?;
+                match users
+                    .follower_ids_chunk(req.account_id, req.only_active, after)
+                    .await
+                {
+                    Ok((ids, _)) if ids.is_empty() => None,
+                    Ok((ids, next)) => Some((Ok(pb::FollowerIdsChunk { ids }), next)),
+                    Err(e) => Some((Err(Status::from(e)), None)),
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn filter_accounts(
+        &self,
+        req: Request<pb::FilterAccountsRequest>,
+    ) -> Reply<pb::FilterAccountsResponse> {
+        let req = req.into_inner();
+        check_batch(&req.ids)?;
+        reply(self.0.filter_accounts(req.viewer_id, &req.ids).await)
     }
 }

@@ -28,6 +28,7 @@ use rookery_kit::{
     events::Outbox,
     grpc::ServerTraceLayer,
     ops::Readiness,
+    ratelimit::RateLimit,
     redis::Redis,
 };
 use rookery_proto::users::v1::users_server::UsersServer;
@@ -78,13 +79,20 @@ pub async fn run(
     );
     db.spawn_pool_metrics("users", shutdown.clone());
     let store = store::Store::new(db.clone());
-    let users = Arc::new(service::Users::new(
+    let users = Arc::new(service::Users::new(service::Parts {
         store,
         accounts,
         hub,
         outbox,
-        config.domain.clone(),
-    )?);
+        follow_limit: RateLimit::new(
+            redis.clone(),
+            "follows",
+            config.follow_limit,
+            config.follow_limit_window,
+        ),
+        domain: config.domain.clone(),
+        active_window: config.active_window,
+    })?);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter

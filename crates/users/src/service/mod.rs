@@ -1,12 +1,16 @@
 //! The rules of the users service, written against the store and the caches; no
-//! transport types beyond the protobuf messages the service returns.
+//! transport types beyond the protobuf messages the service returns. Accounts and OAuth
+//! are here; the social graph is in [`graph`].
 
-use std::sync::Arc;
+mod graph;
+
+use std::{sync::Arc, time::Duration};
 
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use rookery_kit::{
     cache::{CacheHub, TieredCache, names},
     events::Outbox,
+    ratelimit::RateLimit,
 };
 use rookery_proto::users::v1 as pb;
 
@@ -25,6 +29,20 @@ pub mod topics {
     pub const ACCOUNT_CREATED: &str = "account.created";
     /// An account's public data changed; payload `AccountEvent`.
     pub const ACCOUNT_UPDATED: &str = "account.updated";
+    /// Payload `GraphEvent` (a follow).
+    pub const FOLLOW_CREATED: &str = "follow.created";
+    /// Payload `GraphEvent` (the follow removed).
+    pub const FOLLOW_DELETED: &str = "follow.deleted";
+    /// Payload `GraphEvent` (a follow request).
+    pub const FOLLOW_REQUEST_CREATED: &str = "follow_request.created";
+    /// Payload `GraphEvent` (a block).
+    pub const BLOCK_CREATED: &str = "block.created";
+    /// Payload `GraphEvent` (the block removed).
+    pub const BLOCK_DELETED: &str = "block.deleted";
+    /// Payload `GraphEvent` (a mute, new or changed).
+    pub const MUTE_CREATED: &str = "mute.created";
+    /// Payload `GraphEvent` (the mute removed).
+    pub const MUTE_DELETED: &str = "mute.deleted";
 }
 
 /// The Mastodon-style "has already been taken" error of `field`.
@@ -67,13 +85,29 @@ fn validation(errors: Vec<FieldError>) -> pb::ValidationErrors {
     }
 }
 
+/// The parts the service runs on.
+pub struct Parts {
+    pub store: Store,
+    pub accounts: TieredCache<pb::Account>,
+    pub hub: Arc<CacheHub>,
+    pub outbox: Outbox,
+    /// New follows and follow requests per account.
+    pub follow_limit: RateLimit,
+    /// The instance's domain (`user@domain` lookups and searches).
+    pub domain: String,
+    /// How recently a follower must have been active to be fanned out to.
+    pub active_window: Duration,
+}
+
 /// The users service.
 pub struct Users {
     store: Store,
     accounts: TieredCache<pb::Account>,
     hub: Arc<CacheHub>,
     outbox: Outbox,
+    follow_limit: RateLimit,
     domain: String,
+    active_window: Duration,
     /// A real hash to verify against when the login is unknown, so that the response time
     /// does not tell which usernames exist.
     decoy_hash: String,
@@ -81,20 +115,16 @@ pub struct Users {
 
 impl Users {
     /// Wires the service.
-    pub fn new(
-        store: Store,
-        accounts: TieredCache<pb::Account>,
-        hub: Arc<CacheHub>,
-        outbox: Outbox,
-        domain: String,
-    ) -> Result<Self> {
+    pub fn new(parts: Parts) -> Result<Self> {
         let decoy_hash = hash_password_blocking("decoy password for unknown logins")?;
         Ok(Self {
-            store,
-            accounts,
-            hub,
-            outbox,
-            domain,
+            store: parts.store,
+            accounts: parts.accounts,
+            hub: parts.hub,
+            outbox: parts.outbox,
+            follow_limit: parts.follow_limit,
+            domain: parts.domain,
+            active_window: parts.active_window,
             decoy_hash,
         })
     }
@@ -479,6 +509,17 @@ impl Users {
             .token_by_hash(&hash)
             .await?
             .ok_or(Error::Unauthenticated)?;
+        if let Some(account) = token.account_id {
+            // Token use is activity (fan-out skips inactive followers). Callers cache
+            // resolutions, so this runs about once per token per cache lifetime; it writes
+            // at most hourly and never delays the answer.
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_active(AccountId(account)).await {
+                    tracing::debug!(error = %e, "activity not recorded");
+                }
+            });
+        }
         Ok(pb::Authentication {
             token_id: token.id,
             app_id: token.app_id,
@@ -578,11 +619,22 @@ impl Users {
         topic: &str,
         account: &pb::Account,
     ) -> Result<()> {
-        let payload = prost::Message::encode_to_vec(&pb::AccountEvent {
+        let event = pb::AccountEvent {
             account: Some(account.clone()),
-        });
+        };
+        self.enqueue(tx, topic, account.id, &event).await
+    }
+
+    /// Adds an event to the outbox in the caller's transaction.
+    async fn enqueue(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        topic: &str,
+        aggregate: i64,
+        event: &impl prost::Message,
+    ) -> Result<()> {
         self.outbox
-            .enqueue(tx, topic, Some(account.id), &payload)
+            .enqueue(tx, topic, Some(aggregate), &event.encode_to_vec())
             .await?;
         Ok(())
     }
@@ -668,6 +720,18 @@ impl Users {
         }
         let id = AccountId(req.account_id);
         let mut tx = self.store.begin().await?;
+        // Unlocking accepts every pending follow request (as Mastodon does), before the
+        // update so that the returned counts include them.
+        let mut changed = vec![id.to_string()];
+        if changes.locked == Some(false) {
+            self.store.lock_requesters(&mut tx, id).await?;
+            for follow in self.store.accept_requests(&mut tx, id, None).await? {
+                changed.push(follow.account_id.to_string());
+                let event = graph::edge_event(&follow);
+                self.enqueue(&mut tx, topics::FOLLOW_CREATED, follow.account_id, &event)
+                    .await?;
+            }
+        }
         let account: pb::Account = self
             .store
             .update_account(&mut tx, id, &changes)
@@ -678,7 +742,7 @@ impl Users {
             .await?;
         tx.commit().await?;
         self.outbox.committed();
-        self.accounts.invalidate(&[id.to_string()]).await;
+        self.accounts.invalidate(&changed).await;
         Ok(pb::UpdateCredentialsResponse {
             result: Some(R::Account(account)),
         })

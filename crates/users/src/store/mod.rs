@@ -1,5 +1,8 @@
 //! Every SQL statement of the users service. Runs as role `rookery_users` with
-//! `search_path = users`, so table names are unqualified.
+//! `search_path = users`, so table names are unqualified. Accounts, apps and tokens are
+//! here; the social graph is in [`graph`].
+
+pub mod graph;
 
 use chrono::{DateTime, Utc};
 use rookery_kit::db::Db;
@@ -20,7 +23,8 @@ macro_rules! account_columns {
     () => {
         "id, username, display_name, note, locked, bot, discoverable, indexable, \
          hide_collections, default_privacy, default_sensitive, default_language, \
-         followers_count, following_count, statuses_count, last_status_at, created_at"
+         followers_count, following_count, statuses_count, last_status_at, created_at, \
+         follow_requests_count"
     };
 }
 
@@ -44,6 +48,7 @@ pub struct AccountRow {
     statuses_count: i64,
     last_status_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
+    follow_requests_count: i64,
 }
 
 impl AccountRow {
@@ -75,7 +80,7 @@ impl From<AccountRow> for pb::Account {
             default_privacy: r.default_privacy,
             default_sensitive: r.default_sensitive,
             default_language: r.default_language,
-            follow_requests_count: 0,
+            follow_requests_count: r.follow_requests_count,
         }
     }
 }

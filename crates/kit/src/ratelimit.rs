@@ -1,0 +1,70 @@
+//! Fixed-window rate limits counted in Redis, shared by every replica (Mastodon's
+//! `RateLimiter`: one counter per subject, family and window).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::{Result, redis::Redis};
+
+/// A limit of `limit` actions per `window` for one family of actions (e.g. follows).
+#[derive(Clone, Debug)]
+pub struct RateLimit {
+    redis: Redis,
+    family: &'static str,
+    limit: u64,
+    window: Duration,
+}
+
+/// The outcome of recording one action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// False when the action is over the limit (and must not happen).
+    pub allowed: bool,
+    /// The limit per window.
+    pub limit: u64,
+    /// Actions left in this window.
+    pub remaining: u64,
+    /// When the window ends (Unix seconds).
+    pub reset_at: u64,
+}
+
+impl RateLimit {
+    /// `limit` actions of `family` per `window` (at least one second).
+    pub fn new(redis: Redis, family: &'static str, limit: u64, window: Duration) -> Self {
+        Self {
+            redis,
+            family,
+            limit,
+            window: window.max(Duration::from_secs(1)),
+        }
+    }
+
+    /// Counts one action of `subject` and says whether it is allowed: one round trip
+    /// (INCR and EXPIRE in a pipeline).
+    pub async fn hit(&self, subject: &str) -> Result<Decision> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let window = self.window.as_secs();
+        let epoch = now / window;
+        let reset_at = (epoch + 1) * window;
+        let key = self
+            .redis
+            .key(&format!("ratelimit:{}:{subject}:{epoch}", self.family));
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCR")
+            .arg(&key)
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(window)
+            .arg("NX")
+            .ignore();
+        let (count,): (u64,) = self.redis.pipe(&pipe).await?;
+        Ok(Decision {
+            allowed: count <= self.limit,
+            limit: self.limit,
+            remaining: self.limit.saturating_sub(count),
+            reset_at,
+        })
+    }
+}
