@@ -3,7 +3,7 @@
 
 use axum::{
     Json,
-    http::StatusCode,
+    http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 use serde_json::{Map, Value, json};
@@ -20,6 +20,8 @@ pub struct ApiError {
     pub description: Option<String>,
     /// `details` (validation errors, Mastodon's per-field format).
     pub details: Option<Value>,
+    /// Extra response headers (rate limits); boxed, rare, and keeps the error small.
+    pub headers: Option<Box<HeaderMap>>,
 }
 
 impl ApiError {
@@ -30,6 +32,7 @@ impl ApiError {
             error: error.into(),
             description: None,
             details: None,
+            headers: None,
         }
     }
 
@@ -65,6 +68,7 @@ impl ApiError {
             error: error.to_owned(),
             description: Some(description.to_owned()),
             details: None,
+            headers: None,
         }
     }
 
@@ -86,6 +90,7 @@ impl ApiError {
             error: format!("Validation failed: {}", sentences.join(", ")),
             description: None,
             details: Some(Value::Object(details)),
+            headers: None,
         }
     }
 }
@@ -110,7 +115,11 @@ impl IntoResponse for ApiError {
         if let Some(d) = self.details {
             body.insert("details".into(), d);
         }
-        (self.status, Json(Value::Object(body))).into_response()
+        let mut response = (self.status, Json(Value::Object(body))).into_response();
+        if let Some(headers) = self.headers {
+            response.headers_mut().extend(*headers);
+        }
+        response
     }
 }
 
@@ -156,8 +165,43 @@ impl From<tonic::Status> for ApiError {
         if status.is_server_error() && status != StatusCode::INTERNAL_SERVER_ERROR {
             tracing::warn!(code = ?s.code(), message = s.message(), "downstream unavailable");
         }
-        ApiError::new(status, msg)
+        let mut error = ApiError::new(status, msg);
+        if s.code() == Code::ResourceExhausted {
+            error.headers = Some(Box::new(rate_limit_headers(s.metadata())));
+        }
+        error
     }
+}
+
+/// Mastodon's rate-limit headers from a RESOURCE_EXHAUSTED status's metadata:
+/// `X-RateLimit-Limit`, `-Remaining`, `-Reset` (ISO 8601) and `Retry-After` (seconds).
+fn rate_limit_headers(metadata: &tonic::metadata::MetadataMap) -> HeaderMap {
+    let number = |key: &str| {
+        metadata
+            .get(key)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    let mut headers = HeaderMap::new();
+    for (key, name) in [
+        ("x-ratelimit-limit", "x-ratelimit-limit"),
+        ("x-ratelimit-remaining", "x-ratelimit-remaining"),
+    ] {
+        if let Some(n) = number(key) {
+            headers.insert(name, HeaderValue::from(n));
+        }
+    }
+    if let Some(reset) = number("x-ratelimit-reset") {
+        if let Some(at) = chrono::DateTime::from_timestamp(reset, 0)
+            && let Ok(v) =
+                HeaderValue::from_str(&at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        {
+            headers.insert("x-ratelimit-reset", v);
+        }
+        let wait = (reset - chrono::Utc::now().timestamp()).max(1);
+        headers.insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
+    }
+    headers
 }
 
 /// Handler result.

@@ -20,6 +20,7 @@ pub mod error;
 pub mod input;
 pub mod mastodon;
 pub mod middleware;
+pub mod pagination;
 pub mod routes;
 pub mod state;
 

@@ -39,15 +39,24 @@ pub async fn observe(matched: Option<MatchedPath>, req: Request, next: Next) -> 
         otel.status_code = tracing::field::Empty,
         request_id = %request_id,
     );
-    let response = next.run(req).instrument(span.clone()).await;
+    let (response, calls) =
+        rookery_kit::grpc::count_calls(next.run(req).instrument(span.clone())).await;
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
+    let method = method_label(&method);
+    // Calls to other services per request = this counter / the histogram's count.
+    metrics::counter!(
+        "gateway_downstream_calls_total",
+        "method" => method.clone(),
+        "route" => route.clone(),
+    )
+    .increment(calls);
     metrics::histogram!(
         "http_server_request_duration_seconds",
-        "method" => method_label(&method),
+        "method" => method,
         "route" => route,
         "status" => status_label(status),
     )

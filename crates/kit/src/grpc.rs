@@ -112,7 +112,11 @@ where
             rpc.grpc.status_code = tracing::field::Empty,
         );
         match side {
-            Side::Client => inject_context(&span.context(), req.headers_mut()),
+            Side::Client => {
+                // Outside a counted scope there is nothing to count.
+                let _ = CALLS.try_with(|calls| calls.set(calls.get() + 1));
+                inject_context(&span.context(), req.headers_mut());
+            }
             // No parent in the metadata leaves the span a root: fine for direct callers.
             Side::Server => {
                 let _ = span.set_parent(extract_context(req.headers()));
@@ -134,6 +138,22 @@ where
             result
         })
     }
+}
+
+tokio::task_local! {
+    /// Outgoing calls made by the current task (see [`count_calls`]).
+    static CALLS: std::cell::Cell<u64>;
+}
+
+/// Runs `fut` and counts the gRPC calls it makes through traced channels (the gateway
+/// reports calls per request: the "one batched call per dependency" budget, measured).
+pub async fn count_calls<F: Future>(fut: F) -> (F::Output, u64) {
+    CALLS
+        .scope(std::cell::Cell::new(0), async {
+            let out = fut.await;
+            (out, CALLS.with(std::cell::Cell::get))
+        })
+        .await
 }
 
 /// A traced channel to another service.

@@ -23,6 +23,13 @@ fn iso_day(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A timestamp as Mastodon writes it (`2024-01-31T12:34:56.789Z`).
+pub fn iso_time(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 fn day(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .unwrap_or_default()
@@ -78,6 +85,9 @@ pub struct Account<'a> {
     source: Option<Source<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<Role>,
+    /// Only in the mutes list (Mastodon's `MutedAccount`): `Some(None)` is "forever".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mute_expires_at: Option<Option<String>>,
 }
 
 impl<'a> Account<'a> {
@@ -120,6 +130,60 @@ impl<'a> Account<'a> {
             following_count: a.following_count,
             source: None,
             role: None,
+            mute_expires_at: None,
+        }
+    }
+
+    /// The `MutedAccount` entity of an entry of the mutes list.
+    pub fn muted(a: &'a pb::Account, base_url: &str, expires_at_ms: Option<i64>) -> Self {
+        let mut account = Self::new(a, base_url);
+        account.mute_expires_at = Some(expires_at_ms.map(iso_time));
+        account
+    }
+}
+
+/// The `Relationship` entity.
+#[derive(Serialize)]
+pub struct Relationship<'a> {
+    id: String,
+    following: bool,
+    showing_reblogs: bool,
+    notifying: bool,
+    languages: Option<&'a [String]>,
+    followed_by: bool,
+    blocking: bool,
+    blocked_by: bool,
+    muting: bool,
+    muting_notifications: bool,
+    muting_expires_at: Option<String>,
+    requested: bool,
+    requested_by: bool,
+    domain_blocking: bool,
+    endorsed: bool,
+    note: &'static str,
+}
+
+impl<'a> Relationship<'a> {
+    /// The entity of `r`.
+    pub fn new(r: &'a pb::Relationship) -> Self {
+        Self {
+            id: r.id.to_string(),
+            following: r.following,
+            showing_reblogs: r.showing_reblogs,
+            notifying: r.notifying,
+            // Mastodon: null when following in every language.
+            languages: (!r.languages.is_empty()).then_some(r.languages.as_slice()),
+            followed_by: r.followed_by,
+            blocking: r.blocking,
+            blocked_by: r.blocked_by,
+            muting: r.muting,
+            muting_notifications: r.muting_notifications,
+            muting_expires_at: r.muting_expires_at_ms.map(iso_time),
+            requested: r.requested,
+            requested_by: r.requested_by,
+            domain_blocking: false,
+            endorsed: false,
+            note: "",
         }
     }
 }

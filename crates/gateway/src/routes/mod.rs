@@ -1,6 +1,7 @@
 //! The route table of the public API.
 
 pub mod accounts;
+pub mod graph;
 pub mod instance;
 pub mod oauth;
 
@@ -35,7 +36,29 @@ pub fn router() -> Router<AppState> {
             patch(accounts::update_credentials),
         )
         .route("/api/v1/accounts/lookup", get(accounts::lookup))
+        .route("/api/v1/accounts/search", get(graph::search))
+        .route("/api/v1/accounts/relationships", get(graph::relationships))
         .route("/api/v1/accounts/{id}", get(accounts::show))
+        .route("/api/v1/accounts/{id}/follow", post(graph::follow))
+        .route("/api/v1/accounts/{id}/unfollow", post(graph::unfollow))
+        .route(
+            "/api/v1/accounts/{id}/remove_from_followers",
+            post(graph::remove_from_followers),
+        )
+        .route("/api/v1/accounts/{id}/block", post(graph::block))
+        .route("/api/v1/accounts/{id}/unblock", post(graph::unblock))
+        .route("/api/v1/accounts/{id}/mute", post(graph::mute))
+        .route("/api/v1/accounts/{id}/unmute", post(graph::unmute))
+        .route("/api/v1/accounts/{id}/followers", get(graph::followers))
+        .route("/api/v1/accounts/{id}/following", get(graph::following))
+        .route("/api/v1/follow_requests", get(graph::follow_requests))
+        .route(
+            "/api/v1/follow_requests/{id}/authorize",
+            post(graph::authorize),
+        )
+        .route("/api/v1/follow_requests/{id}/reject", post(graph::reject))
+        .route("/api/v1/blocks", get(graph::blocks))
+        .route("/api/v1/mutes", get(graph::mutes))
         // Mastodon.py asks for the instance documents with a trailing slash.
         .route("/api/v1/instance", get(instance::v1))
         .route("/api/v1/instance/", get(instance::v1))
