@@ -10,6 +10,11 @@
 --            also what ON DELETE CASCADE needs on the second foreign key.
 -- INCLUDE columns make the list and fan-out scans index-only.
 
+-- Functions resolve names through the search_path of the session that calls them; pin
+-- it to this schema so that a session with another search_path (an operator's psql, a
+-- bulk loader) gets the same tables. FROM CURRENT: the schema these migrations run in.
+ALTER FUNCTION next_id() SET search_path FROM CURRENT;
+
 -- Pending follow requests, for the locked account's CredentialAccount.
 ALTER TABLE accounts ADD COLUMN follow_requests_count bigint NOT NULL DEFAULT 0;
 
@@ -69,7 +74,8 @@ CREATE INDEX mutes_by_target ON mutes (target_account_id);
 -- Counters kept exact by the database itself: whatever inserts or deletes an edge
 -- (including ON DELETE CASCADE) moves the counts in the same transaction. Writers lock
 -- both account rows in id order first (Store::lock_pair), so these updates never deadlock.
-CREATE FUNCTION follows_count() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION follows_count() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         UPDATE accounts SET following_count = following_count + 1 WHERE id = NEW.account_id;
@@ -83,7 +89,8 @@ END $$;
 CREATE TRIGGER follows_count AFTER INSERT OR DELETE ON follows
     FOR EACH ROW EXECUTE FUNCTION follows_count();
 
-CREATE FUNCTION follow_requests_count() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION follow_requests_count() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         UPDATE accounts SET follow_requests_count = follow_requests_count + 1

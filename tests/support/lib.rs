@@ -48,11 +48,21 @@ pub async fn spawn() -> Stack {
 
 /// Starts users + gateway against `redis_url`.
 pub async fn spawn_with_redis(redis_url: &str) -> Stack {
+    spawn_configured(redis_url, |_| {}).await
+}
+
+/// Starts users + gateway against `redis_url`, with `configure` applied to the users
+/// service's test configuration.
+pub async fn spawn_configured(
+    redis_url: &str,
+    configure: impl FnOnce(&mut rookery_users::Config),
+) -> Stack {
     let db = testing::database("users").await.expect("test database");
     let prefix = testing::redis_prefix();
     let shutdown = CancellationToken::new();
 
-    let users_config = rookery_users::Config::for_tests(&db.url, redis_url, &prefix);
+    let mut users_config = rookery_users::Config::for_tests(&db.url, redis_url, &prefix);
+    configure(&mut users_config);
     rookery_users::migrate(&users_config)
         .await
         .expect("migrations");
@@ -264,6 +274,37 @@ impl Stack {
             .as_str()
             .unwrap()
             .to_owned()
+    }
+
+    /// Registers `stem` + a unique suffix; returns (token, account id).
+    pub async fn account(&self, app: &App, stem: &str) -> (String, String) {
+        let token = self.register(app, &username(stem)).await;
+        let id = json_ok(self.verify(&token).await).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (token, id)
+    }
+
+    /// `GET /api/v1/accounts/:id` as JSON (200 asserted).
+    pub async fn account_json(&self, id: &str) -> Value {
+        json_ok(self.get(&format!("/api/v1/accounts/{id}"), None).await).await
+    }
+
+    /// `POST /api/v1/accounts/:id/{action}` (follow, block, ...) by `token`.
+    pub async fn act(
+        &self,
+        token: &str,
+        id: &str,
+        action: &str,
+        form: &[(&str, &str)],
+    ) -> Response {
+        self.post_form(
+            &format!("/api/v1/accounts/{id}/{action}"),
+            Some(token),
+            form,
+        )
+        .await
     }
 
     /// Password grant; returns the raw response.
