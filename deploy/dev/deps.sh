@@ -16,6 +16,17 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PG_LOG="$LOG_DIR/postgres.log"
+# pg_stat_statements, for the tests that count the statements a request runs
+# (rookery_kit::testing::StatementCounter). Passed on the pg_ctl command line rather than
+# written to postgresql.conf, so a cluster initialised before they existed gets them too.
+# max: every test database adds its own entries, and an evicted entry loses its count.
+# track=top: statements run inside functions and triggers (the counter triggers of the
+# graph tables) belong to the statement that fired them, not counted on their own.
+PG_STAT_STATEMENTS_MAX=20000
+PG_STAT_STATEMENTS_TRACK=top
+PG_SERVER_OPTIONS="-c shared_preload_libraries=pg_stat_statements"
+PG_SERVER_OPTIONS+=" -c pg_stat_statements.max=$PG_STAT_STATEMENTS_MAX"
+PG_SERVER_OPTIONS+=" -c pg_stat_statements.track=$PG_STAT_STATEMENTS_TRACK"
 REDIS_PIDFILE="$RUN_DIR/redis.pid"
 REDIS_LOG="$LOG_DIR/redis.log"
 
@@ -155,12 +166,12 @@ EOF
 
 # ---- Rookery dev settings (deploy/dev/deps.sh). DEV ONLY. ----
 # port and unix_socket_directories are also passed on the pg_ctl command line, so
-# ROOKERY_PG_PORT and a moved checkout keep working.
+# ROOKERY_PG_PORT and a moved checkout keep working; so are shared_preload_libraries and
+# pg_stat_statements.* (PG_SERVER_OPTIONS in deps.sh), which override anything set here.
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$(pg_socket_dir)'
 max_connections = 300
-shared_preload_libraries = 'pg_stat_statements'
 password_encryption = 'scram-sha-256'
 # Tests create and drop many databases: trade crash safety for speed. A host crash may
 # corrupt this throwaway cluster; then just \`make clean-data\`.
@@ -180,10 +191,34 @@ wait_pg_ready() {
     return 1
 }
 
+# True when the server on our port runs pg_stat_statements with PG_SERVER_OPTIONS'
+# settings. They need a restart to change, so a server started by an older deps.sh (or
+# by hand) lacks them until restarted.
+pg_has_server_options() {
+    local ok
+    ok="$(admin_psql -d postgres -tA <<<"
+SELECT 'pg_stat_statements' = ANY (string_to_array(
+           replace(current_setting('shared_preload_libraries'), ' ', ''), ','))
+   AND current_setting('pg_stat_statements.max', true) = '$PG_STAT_STATEMENTS_MAX'
+   AND current_setting('pg_stat_statements.track', true) = '$PG_STAT_STATEMENTS_TRACK'" 2>/dev/null)" ||
+        return 1
+    [[ $ok == t ]]
+}
+
 start_postgres() {
     if pg_is_up; then
-        log "Postgres already running on $PG_HOST:$PG_PORT"
-        return 0
+        if pg_has_server_options; then
+            log "Postgres already running on $PG_HOST:$PG_PORT"
+            return 0
+        fi
+        if ! pg_pid_alive; then
+            log "warning: the Postgres on $PG_HOST:$PG_PORT (not $PG_DATA) lacks pg_stat_statements" \
+                "($PG_SERVER_OPTIONS); tests that count statements will fail"
+            return 0
+        fi
+        # Clients connected now (a running stack or tests) lose their connections.
+        log "Postgres runs without the pg_stat_statements settings ($PG_SERVER_OPTIONS): restarting it"
+        stop_postgres
     fi
     if pg_pid_alive; then
         log "Postgres is starting up, waiting..."
@@ -217,7 +252,7 @@ start_postgres() {
     log "starting Postgres on $PG_HOST:$PG_PORT (log: $PG_LOG)"
     # pg_ctl hands -o to a shell: single-quote the socket path.
     if ! as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k '$sock'" start >&2; then
+        -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k '$sock' $PG_SERVER_OPTIONS" start >&2; then
         tail -n 30 "$PG_LOG" >&2 || true
         die "Postgres did not start (port $PG_PORT busy?); see $PG_LOG"
     fi

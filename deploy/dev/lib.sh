@@ -116,6 +116,9 @@ admin_psql() {
 # Makes DB exist with pg_stat_statements and, for every service, the LOGIN role
 # rookery_<svc> (search_path <svc>) owning schema <svc>; no role may create anything
 # outside its own schema. Idempotent. With "recreate", DB is dropped first (test stacks).
+# pg_stat_statements is also created in the admin database `postgres`: its view shows
+# the whole cluster, and the per-test databases (copies of template1) do not have it, so
+# rookery_kit::testing::StatementCounter reads it from there.
 ensure_database() {
     local db=$1 recreate=${2:-} svc sql_roles="" sql_schemas=""
     valid_ident "$db"
@@ -145,7 +148,8 @@ ALTER SCHEMA ${svc} OWNER TO rookery_${svc};"
 SELECT 'CREATE DATABASE ${db} OWNER ${PG_ADMIN_USER}'
 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '${db}') \\gexec"
 
-    admin_psql -d postgres <<<"${sql_roles}
+    admin_psql -d postgres <<<"CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+${sql_roles}
 ${sql_db}" || return 1
 
     admin_psql -d "$db" <<<"

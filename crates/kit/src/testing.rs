@@ -1,8 +1,12 @@
 //! Test helpers: every test gets its own database (with the service's schema and role,
 //! exactly as in production) and its own Redis key prefix, on the Postgres and Redis that
-//! `make test` starts. No fixed ports, no shared state between tests.
+//! `make test` starts. No fixed ports, no shared state between tests. A
+//! [`StatementCounter`] counts the SQL statements run in a test's database.
 
-use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+use sqlx::{
+    AssertSqlSafe, Connection, Executor, PgConnection,
+    postgres::{PgPool, PgPoolOptions},
+};
 
 use crate::config::{DEFAULT_REDIS_URL, env_or};
 
@@ -84,4 +88,140 @@ pub async fn database(service: &str) -> anyhow::Result<TestDatabase> {
         url: url.to_string(),
         admin_url: admin_url.to_string(),
     })
+}
+
+/// Which `pg_stat_statements` entries [`StatementCounter`] counts: top-level statements of
+/// one database (`$1`), minus the background machinery that runs on its own timers. Keep
+/// the list of exclusions in step with [`StatementCounter`]'s documentation.
+const COUNTED: &str = r"
+    dbid = $1 AND toplevel
+    -- The outbox relay: its leader lock, its read and its delete. It polls on a timer and
+    -- is woken by every commit that wrote events. Writing an event is a statement of the
+    -- request, so INSERT INTO outbox is counted.
+    AND NOT (query ~* '\moutbox\M' AND query !~* '^\s*insert\s+into\s+outbox\M')
+    AND query !~* '\mpg_try_advisory_xact_lock\M'
+    -- Event consumers' deduplication (consumers read streams on their own schedule).
+    AND query !~* '\mprocessed_events\M'
+    -- Readiness and health pings.
+    AND query !~* '^\s*select\s+(1|\$1)\s*;?\s*$'
+    -- Transaction control: the relay's BEGIN/COMMIT/ROLLBACK look exactly like a request's.
+    -- Savepoints (and ROLLBACK TO) are counted: only request code makes them.
+    AND query !~* '^\s*(begin|start\s+transaction|commit|end|abort)\M'
+    AND query !~* '^\s*rollback(\s+(work|transaction))?\s*;?\s*$'
+";
+
+/// Counts the SQL statements executed in one [`TestDatabase`], so a test can pin down
+/// how many statements an operation costs ("a page is one query, whatever its size") and
+/// catch N+1 regressions, which no functional assertion sees.
+///
+/// The numbers come from `pg_stat_statements`, which `deploy/dev/deps.sh` loads with
+/// `pg_stat_statements.track = top` and installs in the admin database `postgres`; the
+/// counter reads it there as the superuser, filtered on the test database's oid. Its own
+/// queries therefore run in another database and never count.
+///
+/// What counts: each execution of a top-level statement that completed in the test
+/// database, by any role or connection. Statements run inside functions and triggers
+/// (the graph's counter triggers) are part of the statement that fired them and do not
+/// count on their own; a statement that failed does not count either.
+///
+/// What does not count, because it runs on its own timers rather than in a request and
+/// would make counts depend on timing:
+/// - the outbox relay's statements (its advisory lock, `SELECT ... FROM outbox`,
+///   `DELETE FROM outbox`) and anything on `processed_events` (event consumers). Writing an
+///   event (`INSERT INTO outbox`) is part of the request and does count;
+/// - `SELECT 1` pings (readiness checks);
+/// - transaction control (`BEGIN`, `COMMIT`, `ROLLBACK`): the relay's transactions cannot
+///   be told apart from a request's. Savepoints count.
+///
+/// Timing: `pg_stat_statements` records a statement when it finishes. Once a call has
+/// returned (an RPC answered, an HTTP response received), every statement it awaited has
+/// finished and is counted. Work it spawned and did not await (fire-and-forget tasks) may
+/// still be running: wait for its effect before reading the counter, or keep it out of
+/// the measured window.
+///
+/// Also note: sqlx looks up the definitions of non-builtin types (enums, domains) the
+/// first time a connection meets them, with queries on `pg_catalog` that count; and an
+/// entry evicted from `pg_stat_statements` (more than `pg_stat_statements.max` distinct
+/// statements in the cluster) loses its count, which is why deps.sh sets the max high.
+///
+/// ```ignore
+/// let counter = StatementCounter::new(&db).await?;
+/// let before = counter.total().await?;
+/// client.list_accounts(request).await?;
+/// let n = counter.since(before).await?;
+/// assert_eq!(n, 2, "{:#?}", counter.breakdown().await?);
+/// ```
+#[derive(Clone, Debug)]
+pub struct StatementCounter {
+    /// One connection, as the superuser, to the admin database `postgres`.
+    pool: PgPool,
+    /// Oid of the test database (`pg_stat_statements.dbid`).
+    dbid: sqlx::postgres::types::Oid,
+}
+
+impl StatementCounter {
+    /// A counter for `db`. Fails when `pg_stat_statements` is not loaded, with the command
+    /// that fixes it.
+    pub async fn new(db: &TestDatabase) -> anyhow::Result<Self> {
+        let mut url = url::Url::parse(&db.admin_url)?;
+        url.set_path("postgres");
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(url.as_str())
+            .await?;
+        let dbid = sqlx::query_scalar("SELECT oid FROM pg_database WHERE datname = $1")
+            .bind(&db.name)
+            .fetch_one(&pool)
+            .await?;
+        if let Err(e) = sqlx::query("SELECT 1 FROM pg_stat_statements LIMIT 1")
+            .execute(&pool)
+            .await
+        {
+            anyhow::bail!(
+                "pg_stat_statements is unavailable ({e}); restart Postgres with \
+                 `deploy/dev/deps.sh start`, which loads and installs it"
+            );
+        }
+        Ok(Self { pool, dbid })
+    }
+
+    /// Statements executed in the database so far (see the type's documentation for what
+    /// counts). Diff two readings, or use [`StatementCounter::since`].
+    pub async fn total(&self) -> anyhow::Result<i64> {
+        let sql =
+            format!("SELECT COALESCE(sum(calls), 0)::int8 FROM pg_stat_statements WHERE {COUNTED}");
+        Ok(sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(self.dbid)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Statements executed since `before`, a reading of [`StatementCounter::total`].
+    pub async fn since(&self, before: i64) -> anyhow::Result<i64> {
+        Ok(self.total().await? - before)
+    }
+
+    /// The counted statements so far, as (normalised query text, executions), most
+    /// executed first: what to print when a count assertion fails. Call
+    /// [`StatementCounter::reset`] before the operation to see only its statements.
+    pub async fn breakdown(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        let sql = format!(
+            "SELECT query, calls FROM pg_stat_statements WHERE {COUNTED}
+             ORDER BY calls DESC, query"
+        );
+        Ok(sqlx::query_as(AssertSqlSafe(sql))
+            .bind(self.dbid)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Forgets the statements of this database counted so far (other databases keep
+    /// theirs), so that [`StatementCounter::breakdown`] shows only what follows.
+    pub async fn reset(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT pg_stat_statements_reset(0, $1, 0)")
+            .bind(self.dbid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }
