@@ -292,6 +292,14 @@ async fn locked_accounts_get_follow_requests() {
             .count(),
         3
     );
+    // Accepted (alice, erin) or rejected (dave): every request is gone.
+    assert_eq!(
+        topics
+            .iter()
+            .filter(|t| *t == "follow_request.deleted")
+            .count(),
+        3
+    );
     assert_eq!(topics.iter().filter(|t| *t == "follow.created").count(), 2);
 }
 

@@ -46,6 +46,22 @@ pub(super) fn edge_event(edge: &EdgeRow) -> pb::GraphEvent {
     }
 }
 
+/// The events of an accepted request: the request goes, the follow comes.
+pub(super) fn accepted_events(
+    follow: &EdgeRow,
+    request_id: i64,
+) -> [(&'static str, pb::GraphEvent); 2] {
+    let follow_event = edge_event(follow);
+    let request_event = pb::GraphEvent {
+        id: request_id,
+        ..follow_event
+    };
+    [
+        (topics::FOLLOW_REQUEST_DELETED, request_event),
+        (topics::FOLLOW_CREATED, follow_event),
+    ]
+}
+
 fn relationship(r: RelationshipRow) -> pb::Relationship {
     pb::Relationship {
         id: r.id,
@@ -206,6 +222,25 @@ impl Users {
             .ok_or(Error::NotFound("account"))
     }
 
+    /// Deletes the request `from → to` if there is one, with its event; true if there was.
+    async fn drop_request(
+        &self,
+        conn: &mut PgConnection,
+        changed: &mut Changed,
+        from: AccountId,
+        to: AccountId,
+    ) -> Result<bool> {
+        let Some(request) = self.store.delete_follow_request(conn, from, to).await? else {
+            return Ok(false);
+        };
+        let event = edge_event(&request);
+        self.emit(conn, changed, topics::FOLLOW_REQUEST_DELETED, &event)
+            .await?;
+        // Its pending-requests count moved.
+        changed.accounts.push(to);
+        Ok(true)
+    }
+
     /// Counts one new follow or follow request against the rate limit. Fails open when
     /// Redis is down: a limit is not worth refusing every follow for.
     async fn count_follow(&self, me: AccountId) -> Result<()> {
@@ -280,9 +315,7 @@ impl Users {
             }
             // A request made while the target was locked is answered by this follow.
             if state.requested {
-                self.store
-                    .delete_follow_request(&mut tx, me, target)
-                    .await?;
+                self.drop_request(&mut tx, &mut changed, me, target).await?;
             }
         }
         self.finish(tx, me, target, changed).await
@@ -309,14 +342,7 @@ impl Users {
             .await?;
             changed.accounts.extend([me, target]);
         }
-        if self
-            .store
-            .delete_follow_request(&mut tx, me, target)
-            .await?
-            .is_some()
-        {
-            changed.accounts.push(target);
-        }
+        self.drop_request(&mut tx, &mut changed, me, target).await?;
         self.finish(tx, me, target, changed).await
     }
 
@@ -356,14 +382,10 @@ impl Users {
             .accept_requests(&mut tx, me, Some(requester))
             .await?;
         match accepted.first() {
-            Some(follow) => {
-                self.emit(
-                    &mut tx,
-                    &mut changed,
-                    topics::FOLLOW_CREATED,
-                    &edge_event(follow),
-                )
-                .await?;
+            Some((follow, request_id)) => {
+                for (topic, event) in accepted_events(follow, *request_id) {
+                    self.emit(&mut tx, &mut changed, topic, &event).await?;
+                }
                 changed.accounts.extend([me, requester]);
             }
             // Accepting twice is fine; accepting nothing is not.
@@ -386,14 +408,13 @@ impl Users {
         let (me, requester) = pair(req.account_id, req.target_id, "Record not found")?;
         let mut tx = self.store.begin().await?;
         self.lock_pair(&mut tx, me, requester).await?;
-        self.store
-            .delete_follow_request(&mut tx, requester, me)
+        let mut changed = Changed::default();
+        if !self
+            .drop_request(&mut tx, &mut changed, requester, me)
             .await?
-            .ok_or(Error::NotFound("follow request"))?;
-        let changed = Changed {
-            events: false,
-            accounts: vec![me],
-        };
+        {
+            return Err(Error::NotFound("follow request"));
+        }
         self.finish(tx, me, requester, changed).await
     }
 
@@ -415,16 +436,16 @@ impl Users {
             self.emit(&mut tx, &mut changed, topics::BLOCK_CREATED, &event)
                 .await?;
         }
-        for follow in self.store.sever(&mut tx, me, target).await? {
-            self.emit(
-                &mut tx,
-                &mut changed,
-                topics::FOLLOW_DELETED,
-                &edge_event(&follow),
-            )
-            .await?;
+        let (follows, requests) = self.store.sever(&mut tx, me, target).await?;
+        let severed = follows
+            .iter()
+            .map(|f| (topics::FOLLOW_DELETED, f))
+            .chain(requests.iter().map(|r| (topics::FOLLOW_REQUEST_DELETED, r)));
+        for (topic, edge) in severed {
+            self.emit(&mut tx, &mut changed, topic, &edge_event(edge))
+                .await?;
         }
-        // Requests may have gone too: both entities are refreshed either way.
+        // Counters may have moved on both sides.
         changed.accounts.extend([me, target]);
         self.finish(tx, me, target, changed).await
     }

@@ -35,6 +35,9 @@ pub mod topics {
     pub const FOLLOW_DELETED: &str = "follow.deleted";
     /// Payload `GraphEvent` (a follow request).
     pub const FOLLOW_REQUEST_CREATED: &str = "follow_request.created";
+    /// Payload `GraphEvent` (the request withdrawn, rejected, accepted or severed by a
+    /// block; an accepted one is followed by `follow.created`).
+    pub const FOLLOW_REQUEST_DELETED: &str = "follow_request.deleted";
     /// Payload `GraphEvent` (a block).
     pub const BLOCK_CREATED: &str = "block.created";
     /// Payload `GraphEvent` (the block removed).
@@ -725,11 +728,12 @@ impl Users {
         let mut changed = vec![id.to_string()];
         if changes.locked == Some(false) {
             self.store.lock_requesters(&mut tx, id).await?;
-            for follow in self.store.accept_requests(&mut tx, id, None).await? {
+            for (follow, request_id) in self.store.accept_requests(&mut tx, id, None).await? {
                 changed.push(follow.account_id.to_string());
-                let event = graph::edge_event(&follow);
-                self.enqueue(&mut tx, topics::FOLLOW_CREATED, follow.account_id, &event)
-                    .await?;
+                for (topic, event) in graph::accepted_events(&follow, request_id) {
+                    self.enqueue(&mut tx, topic, follow.account_id, &event)
+                        .await?;
+                }
             }
         }
         let account: pb::Account = self

@@ -315,29 +315,47 @@ const DELETE_FOLLOW: &str = concat!(
     edge_columns!()
 );
 
-/// Deletes follows and requests between `$1` and `$2` both ways.
-const SEVER: &str = concat!(
-    "WITH r AS (DELETE FROM follow_requests
-                        WHERE (account_id = $1 AND target_account_id = $2)
-                           OR (account_id = $2 AND target_account_id = $1))
-             DELETE FROM follows
-             WHERE (account_id = $1 AND target_account_id = $2)
+/// Deletes the edges of `$table` between `$1` and `$2`, both ways.
+macro_rules! sever {
+    ($table:literal) => {
+        concat!(
+            "DELETE FROM ",
+            $table,
+            " WHERE (account_id = $1 AND target_account_id = $2)
                 OR (account_id = $2 AND target_account_id = $1)
              RETURNING ",
-    edge_columns!()
-);
+            edge_columns!()
+        )
+    };
+}
+const SEVER_FOLLOWS: &str = sever!("follows");
+const SEVER_REQUESTS: &str = sever!("follow_requests");
 
 /// Turns requests to `$1` (from `$2`, or all) into follows.
 const ACCEPT_REQUESTS: &str = concat!(
     "WITH r AS (DELETE FROM follow_requests
-                        WHERE target_account_id = $1 AND ($2::bigint IS NULL OR account_id = $2)
-                        RETURNING *)
-             INSERT INTO follows (account_id, target_account_id, show_reblogs, notify, languages)
-             SELECT account_id, target_account_id, show_reblogs, notify, languages FROM r
-             ON CONFLICT (account_id, target_account_id) DO NOTHING
-             RETURNING ",
-    edge_columns!()
+                WHERE target_account_id = $1 AND ($2::bigint IS NULL OR account_id = $2)
+                RETURNING *),
+          f AS (INSERT INTO follows (account_id, target_account_id, show_reblogs, notify, languages)
+                SELECT account_id, target_account_id, show_reblogs, notify, languages FROM r
+                ON CONFLICT (account_id, target_account_id) DO NOTHING
+                RETURNING ",
+    edge_columns!(),
+    ")
+     SELECT f.*, r.id AS request_id
+     FROM f JOIN r ON r.account_id = f.account_id AND r.target_account_id = f.target_account_id"
 );
+
+/// Locks `$1` (two account ids) in id order.
+const LOCK_PAIR: &str =
+    "SELECT id, locked FROM accounts WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE";
+
+/// Locks account `$1` and everyone with a pending request to it, in id order. (`= ANY` of
+/// one array, not `OR`: an index condition, so only those rows are read.)
+const LOCK_REQUESTERS: &str = "SELECT id FROM accounts
+     WHERE id = ANY (ARRAY(SELECT account_id FROM follow_requests WHERE target_account_id = $1)
+                     || $1::bigint)
+     ORDER BY id FOR NO KEY UPDATE";
 
 /// Account search, best match first.
 const SEARCH: &str = "SELECT a.id FROM accounts a
@@ -385,26 +403,19 @@ impl Store {
         a: AccountId,
         b: AccountId,
     ) -> Result<Vec<(i64, bool)>> {
-        Ok(sqlx::query_as(
-            "SELECT id, locked FROM accounts WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
-        )
-        .bind([a.0, b.0])
-        .fetch_all(conn)
-        .await?)
+        Ok(sqlx::query_as(LOCK_PAIR)
+            .bind([a.0, b.0])
+            .fetch_all(conn)
+            .await?)
     }
 
     /// Locks `account` and everyone with a pending request to it, in id order (before
     /// accepting all of them).
     pub async fn lock_requesters(&self, conn: &mut PgConnection, account: AccountId) -> Result<()> {
-        sqlx::query(
-            "SELECT id FROM accounts
-             WHERE id = $1
-                OR id IN (SELECT account_id FROM follow_requests WHERE target_account_id = $1)
-             ORDER BY id FOR NO KEY UPDATE",
-        )
-        .bind(account)
-        .execute(conn)
-        .await?;
+        sqlx::query(LOCK_REQUESTERS)
+            .bind(account)
+            .execute(conn)
+            .await?;
         Ok(())
     }
 
@@ -477,33 +488,46 @@ impl Store {
     }
 
     /// Turns the follow requests to `target` (from `requester`, or from everyone when
-    /// `None`) into follows; returns the follows created.
+    /// `None`) into follows; returns the follows created with the ids of their requests.
     pub async fn accept_requests(
         &self,
         conn: &mut PgConnection,
         target: AccountId,
         requester: Option<AccountId>,
-    ) -> Result<Vec<EdgeRow>> {
-        Ok(sqlx::query_as(ACCEPT_REQUESTS)
+    ) -> Result<Vec<(EdgeRow, i64)>> {
+        #[derive(FromRow)]
+        struct Accepted {
+            #[sqlx(flatten)]
+            follow: EdgeRow,
+            request_id: i64,
+        }
+        let rows: Vec<Accepted> = sqlx::query_as(ACCEPT_REQUESTS)
             .bind(target)
             .bind(requester)
             .fetch_all(conn)
-            .await?)
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.follow, r.request_id)).collect())
     }
 
     /// Deletes follows and follow requests between `a` and `b` in both directions;
-    /// returns the follows deleted.
+    /// returns (follows, requests) deleted.
     pub async fn sever(
         &self,
         conn: &mut PgConnection,
         a: AccountId,
         b: AccountId,
-    ) -> Result<Vec<EdgeRow>> {
-        Ok(sqlx::query_as(SEVER)
+    ) -> Result<(Vec<EdgeRow>, Vec<EdgeRow>)> {
+        let follows = sqlx::query_as(SEVER_FOLLOWS)
+            .bind(a)
+            .bind(b)
+            .fetch_all(&mut *conn)
+            .await?;
+        let requests = sqlx::query_as(SEVER_REQUESTS)
             .bind(a)
             .bind(b)
             .fetch_all(conn)
-            .await?)
+            .await?;
+        Ok((follows, requests))
     }
 
     /// Creates the block `a → b`; `None` when it already existed.
@@ -756,7 +780,10 @@ pub fn statements_for_plans() -> Vec<(&'static str, &'static str, &'static str)>
         ),
         ("filter", FILTER, "(1, ARRAY[2, 3, 4]::bigint[])"),
         ("unfollow", DELETE_FOLLOW, "(1, 2)"),
-        ("block: sever", SEVER, "(1, 2)"),
+        ("block: sever follows", SEVER_FOLLOWS, "(1, 2)"),
+        ("block: sever requests", SEVER_REQUESTS, "(1, 2)"),
+        ("lock pair", LOCK_PAIR, "(ARRAY[1, 2]::bigint[])"),
+        ("lock requesters", LOCK_REQUESTERS, "(1)"),
         ("accept requests", ACCEPT_REQUESTS, "(1, 2)"),
         ("search", SEARCH, "('ali', 'ali:*', 'ali', NULL, 40, 0)"),
     ]
