@@ -6,11 +6,12 @@ Usage:
     ROOKERY_URL=http://127.0.0.1:18080 /tmp/rookery-py/bin/pytest -v tests/python
 
 Everything below goes through Mastodon.py's public API. A `requests.Session`
-with a response hook (passed via the public `session=` argument) records each
-HTTP exchange: it is printed to stdout (pytest shows it for failing tests) and
-used for a few wire-level checks that Mastodon.py's permissive parsing would
-otherwise hide (e.g. it turns an integer `id` into a str, and an unparseable
-`created_at` into None, without complaint).
+with a response hook (the Recorder of conftest.py, passed via the public
+`session=` argument) records each HTTP exchange: it is printed to stdout (pytest
+shows it for failing tests) and used for a few wire-level checks that
+Mastodon.py's permissive parsing would otherwise hide (e.g. it turns an integer
+`id` into a str, and an unparseable `created_at` into None, without complaint).
+The social graph (follows, blocks, mutes, lists, search) is in test_graph.py.
 
 Notes on the pinned Mastodon.py 2.3.3 behaviour this test relies on:
   * Its default `version_check_mode` is "none". We pass "created" so that the
@@ -26,180 +27,25 @@ Notes on the pinned Mastodon.py 2.3.3 behaviour this test relies on:
 
 import html
 import json
-import os
 import re
 import secrets
 import warnings
 from datetime import datetime
-from urllib.parse import urlsplit
 
 import pytest
-import requests
 
+from conftest import OOB, SCOPES  # the Recorder and the client fixtures live in conftest.py
 from mastodon import (
-    Mastodon,
     MastodonAPIError,
     MastodonIllegalArgumentError,
     MastodonNotFoundError,
     MastodonUnauthorizedError,
 )
 
-SCOPES = ["read", "write", "follow", "push"]
-OOB = "urn:ietf:wg:oauth:2.0:oob"
-TIMEOUT = 30
-
-
-# --------------------------------------------------------------------------
-# HTTP recording
-# --------------------------------------------------------------------------
-class Recorder:
-    """Records every request/response made through `self.session`."""
-
-    def __init__(self):
-        self.exchanges = []
-        self.session = requests.Session()
-        self.session.hooks["response"].append(self._hook)
-
-    def _hook(self, resp, *args, **kwargs):
-        req = resp.request
-        body = req.body
-        if isinstance(body, bytes):
-            body = body.decode("utf-8", "replace")
-        try:
-            parsed = resp.json()
-        except ValueError:
-            parsed = None
-        ex = {
-            "method": req.method,
-            "url": req.url,
-            "path": urlsplit(req.url).path,
-            "req_headers": dict(req.headers),
-            "req_body": body,
-            "status": resp.status_code,
-            "resp_headers": dict(resp.headers),
-            "text": resp.text,
-            "json": parsed,
-        }
-        self.exchanges.append(ex)
-        print(
-            f">>> {req.method} {req.url}\n"
-            f"    content-type: {req.headers.get('Content-Type')}\n"
-            f"    authorization: {'Bearer …' if req.headers.get('Authorization') else None}\n"
-            f"    body: {body!r}\n"
-            f"<<< {resp.status_code} {resp.headers.get('Content-Type')}\n"
-            f"    {resp.text[:2000]}"
-        )
-        return None
-
-    def last(self, method, path):
-        """Most recent exchange for METHOD PATH (trailing slash ignored)."""
-        want = path.rstrip("/")
-        for ex in reversed(self.exchanges):
-            if ex["method"] == method and ex["path"].rstrip("/") == want:
-                return ex
-        raise AssertionError(f"no {method} {path} was recorded")
-
 
 # --------------------------------------------------------------------------
 # fixtures
 # --------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def base_url():
-    url = os.environ.get("ROOKERY_URL", "").strip()
-    if not url:
-        pytest.fail(
-            "ROOKERY_URL is not set: point it at a running Rookery gateway, "
-            "e.g. ROOKERY_URL=http://127.0.0.1:18080",
-            pytrace=False,
-        )
-    if not url.startswith(("http://", "https://")):
-        pytest.fail(f"ROOKERY_URL must start with http:// or https://, got {url!r}", pytrace=False)
-    return url.rstrip("/")
-
-
-@pytest.fixture(scope="session")
-def allow_http(base_url):
-    return base_url.startswith("http://")
-
-
-@pytest.fixture(scope="session")
-def preflight(base_url):
-    """Plain-HTTP checks of what Mastodon.py needs before it can work at all.
-
-    Without them a broken instance endpoint surfaces as a RecursionError deep
-    inside Mastodon.py 2.3.3 (retrieve_mastodon_version -> verify_minimum_version
-    -> retrieve_mastodon_version ...), and an incomplete OAuth metadata document
-    as a TypeError inside log_in().
-    """
-    problems = []
-    for path in ("/api/v1/instance/", "/api/v2/instance/"):  # Mastodon.py's exact paths
-        try:
-            r = requests.get(base_url + path, timeout=TIMEOUT)
-        except requests.RequestException as e:
-            pytest.fail(f"cannot reach Rookery at {base_url}: {e}", pytrace=False)
-        try:
-            doc = r.json()
-        except ValueError:
-            doc = None
-        if r.status_code != 200 or not isinstance(doc, dict):
-            problems.append(f"GET {path} -> {r.status_code} {r.text[:200]!r} (need 200 JSON)")
-            continue
-        if not re.match(r"\d+\.\d+\.\d+", str(doc.get("version", ""))):
-            problems.append(f"GET {path}: version {doc.get('version')!r} must start with X.Y.Z")
-    r = requests.get(base_url + "/.well-known/oauth-authorization-server", timeout=TIMEOUT)
-    try:
-        meta = r.json() if r.ok else None
-    except ValueError:
-        meta = None  # Mastodon.py ignores a non-JSON answer
-    if isinstance(meta, dict):
-        for key in ("token_endpoint", "revocation_endpoint"):
-            if not isinstance(meta.get(key), str):
-                problems.append(f"oauth-authorization-server: {key} missing (Mastodon.py then posts to None)")
-        if not isinstance(meta.get("grant_types_supported"), list) or "password" not in meta["grant_types_supported"]:
-            problems.append("oauth-authorization-server: grant_types_supported must list 'password'")
-    if problems:
-        pytest.fail("Rookery is not usable by Mastodon.py:\n  " + "\n  ".join(problems), pytrace=False)
-
-
-@pytest.fixture(scope="module")
-def rec():
-    return Recorder()
-
-
-@pytest.fixture(scope="module")
-def app(base_url, rec, preflight):
-    client_id, client_secret = Mastodon.create_app(
-        "rookery-mastodon-py-test",
-        scopes=SCOPES,
-        redirect_uris=OOB,
-        website="https://example.com/rookery-tests",
-        api_base_url=base_url,
-        request_timeout=TIMEOUT,
-        session=rec.session,
-    )
-    return {"client_id": client_id, "client_secret": client_secret}
-
-
-@pytest.fixture(scope="module")
-def new_client(base_url, rec, app):
-    """Factory for Mastodon objects bound to our app (version check on)."""
-
-    def make(**kwargs):
-        opts = dict(
-            client_id=app["client_id"],
-            client_secret=app["client_secret"],
-            api_base_url=base_url,
-            version_check_mode="created",
-            ratelimit_method="throw",
-            request_timeout=TIMEOUT,
-            session=rec.session,
-        )
-        opts.update(kwargs)
-        return Mastodon(**opts)
-
-    return make
-
-
 @pytest.fixture(scope="module")
 def account(new_client, rec):
     """Registers a fresh account via create_account() and snapshots it."""

@@ -160,7 +160,7 @@ macro_rules! page {
             $expires,
             " AS expires_at FROM ",
             $table,
-            " WHERE ",
+            " e WHERE ",
             $owner,
             " = $1 AND id < $2 AND id > $3 ",
             unless_blocking_viewer!(),
@@ -169,6 +169,31 @@ macro_rules! page {
             " ORDER BY id ",
             $order,
             " LIMIT $4"
+        )
+    };
+}
+
+/// On someone else's followers/following, a signed-in viewer does not see the accounts
+/// it blocks, is blocked by or mutes (Mastodon's `not_excluded_by_account`); the owner
+/// and anonymous viewers see everyone. `$other` is the listed account's column.
+macro_rules! not_excluded_for_viewer {
+    ($other:literal) => {
+        concat!(
+            "AND ($5::bigint IS NULL OR $5 = $1 OR NOT (
+                EXISTS (SELECT 1 FROM blocks x
+                        WHERE x.account_id = $5 AND x.target_account_id = e.",
+            $other,
+            ")
+             OR EXISTS (SELECT 1 FROM blocks x
+                        WHERE x.account_id = e.",
+            $other,
+            " AND x.target_account_id = $5)
+             OR EXISTS (SELECT 1 FROM mutes x
+                        WHERE x.account_id = $5 AND x.target_account_id = e.",
+            $other,
+            " AND ",
+            active_mute!("x"),
+            ")))"
         )
     };
 }
@@ -194,7 +219,7 @@ fn page_sql(list: List, oldest_first: bool) -> &'static str {
             "target_account_id",
             "account_id",
             "NULL::timestamptz",
-            "",
+            not_excluded_for_viewer!("account_id"),
             "DESC"
         ),
         (List::Followers, true) => page!(
@@ -202,7 +227,7 @@ fn page_sql(list: List, oldest_first: bool) -> &'static str {
             "target_account_id",
             "account_id",
             "NULL::timestamptz",
-            "",
+            not_excluded_for_viewer!("account_id"),
             "ASC"
         ),
         (List::Following, false) => page!(
@@ -210,7 +235,7 @@ fn page_sql(list: List, oldest_first: bool) -> &'static str {
             "account_id",
             "target_account_id",
             "NULL::timestamptz",
-            "",
+            not_excluded_for_viewer!("target_account_id"),
             "DESC"
         ),
         (List::Following, true) => page!(
@@ -218,7 +243,7 @@ fn page_sql(list: List, oldest_first: bool) -> &'static str {
             "account_id",
             "target_account_id",
             "NULL::timestamptz",
-            "",
+            not_excluded_for_viewer!("target_account_id"),
             "ASC"
         ),
         (List::FollowRequests, false) => page!(
@@ -254,19 +279,19 @@ fn page_sql(list: List, oldest_first: bool) -> &'static str {
             "ASC"
         ),
         (List::Mutes, false) => page!(
-            "mutes m",
+            "mutes",
             "account_id",
             "target_account_id",
             "expires_at",
-            concat!("AND ", active_mute!("m")),
+            concat!("AND ", active_mute!("e")),
             "DESC"
         ),
         (List::Mutes, true) => page!(
-            "mutes m",
+            "mutes",
             "account_id",
             "target_account_id",
             "expires_at",
-            concat!("AND ", active_mute!("m")),
+            concat!("AND ", active_mute!("e")),
             "ASC"
         ),
     }
