@@ -21,25 +21,40 @@ async fn downstream_calls(stack: &Stack, route: &str) -> f64 {
         .sum()
 }
 
-/// Runs one GET and returns (statements, downstream calls) it cost.
+/// What one request cost: SQL statements, downstream calls, and the statements run (to
+/// explain a failed assertion).
+#[derive(Debug)]
+struct Cost {
+    statements: i64,
+    calls: f64,
+    breakdown: Vec<(String, i64)>,
+}
+
+impl Cost {
+    fn counts(&self) -> (i64, f64) {
+        (self.statements, self.calls)
+    }
+}
+
+/// Runs one GET and returns what it cost.
 async fn cost(
     stack: &Stack,
     counter: &StatementCounter,
     route: &str,
     path: &str,
     token: &str,
-) -> (i64, f64) {
+) -> Cost {
     counter.reset().await.unwrap();
     let statements = counter.total().await.unwrap();
     let calls = downstream_calls(stack, route).await;
     let res = stack.get(path, Some(token)).await;
     let body = json_ok(res).await;
     assert!(body.is_array(), "{body}");
-    let spent = counter.since(statements).await.unwrap();
-    let breakdown = counter.breakdown().await.unwrap();
-    let rpcs = downstream_calls(stack, route).await - calls;
-    println!("{path}: {spent} statements, {rpcs} calls: {breakdown:#?}");
-    (spent, rpcs)
+    Cost {
+        statements: counter.since(statements).await.unwrap(),
+        calls: downstream_calls(stack, route).await - calls,
+        breakdown: counter.breakdown().await.unwrap(),
+    }
 }
 
 #[tokio::test]
@@ -83,8 +98,18 @@ async fn graph_reads_cost_constant_statements_and_one_call() {
         &viewer,
     )
     .await;
-    assert_eq!(one, (1, 1.0), "relationships for 1 id");
-    assert_eq!(forty, (1, 1.0), "relationships for 40 ids");
+    assert_eq!(
+        one.counts(),
+        (1, 1.0),
+        "relationships for 1 id: {:#?}",
+        one.breakdown
+    );
+    assert_eq!(
+        forty.counts(),
+        (1, 1.0),
+        "relationships for 40 ids: {:#?}",
+        forty.breakdown
+    );
 
     // Followers pages: the fans' cached accounts were invalidated when they followed, so
     // the first read of each page is cold (page query + one batched account query), the
@@ -96,10 +121,30 @@ async fn graph_reads_cost_constant_statements_and_one_call() {
     let cold_2 = cost(&stack, &counter, route, &page_2, &viewer).await;
     let warm_40 = cost(&stack, &counter, route, &page_40, &viewer).await;
     let warm_2 = cost(&stack, &counter, route, &page_2, &viewer).await;
-    assert_eq!(cold_40, (2, 1.0), "cold followers page of 40");
-    assert_eq!(cold_2, cold_40, "cold followers page of 2");
-    assert_eq!(warm_40, (1, 1.0), "warm followers page of 40");
-    assert_eq!(warm_2, warm_40, "warm followers page of 2");
+    assert_eq!(
+        cold_40.counts(),
+        (2, 1.0),
+        "cold page of 40: {:#?}",
+        cold_40.breakdown
+    );
+    assert_eq!(
+        cold_2.counts(),
+        (2, 1.0),
+        "cold page of 2: {:#?}",
+        cold_2.breakdown
+    );
+    assert_eq!(
+        warm_40.counts(),
+        (1, 1.0),
+        "warm page of 40: {:#?}",
+        warm_40.breakdown
+    );
+    assert_eq!(
+        warm_2.counts(),
+        (1, 1.0),
+        "warm page of 2: {:#?}",
+        warm_2.breakdown
+    );
 
     // GetAccounts for 40 ids nobody has read yet: one statement.
     let mut db = {

@@ -167,6 +167,11 @@ async fn follow_unfollow_and_counters() {
         2,
         "{topics:?}"
     );
+    assert_eq!(
+        topics.iter().filter(|t| **t == "follow.updated").count(),
+        1,
+        "{topics:?}"
+    );
 }
 
 #[tokio::test]
@@ -374,18 +379,24 @@ async fn mutes_with_duration_and_notifications() {
     let (alice, _) = stack.account(&app, "alice").await;
     let (_, bob_id) = stack.account(&app, "bob").await;
     let (_, carol_id) = stack.account(&app, "carol").await;
+    let (_, dave_id) = stack.account(&app, "dave").await;
 
-    let rel = json_ok(
+    // JSON clients send numbers and booleans.
+    let mute_json = |id: &str, body: Value| {
         stack
-            .act(
-                &alice,
-                &bob_id,
-                "mute",
-                &[("notifications", "false"), ("duration", "3600")],
-            )
-            .await,
+            .http
+            .post(format!("{}/api/v1/accounts/{id}/mute", stack.base))
+            .bearer_auth(&alice)
+            .json(&body)
+            .send()
+    };
+    let res = mute_json(
+        &bob_id,
+        serde_json::json!({"notifications": false, "duration": 3600}),
     )
-    .await;
+    .await
+    .unwrap();
+    let rel = json_ok(res).await;
     assert_eq!(rel["muting"], true);
     assert_eq!(rel["muting_notifications"], false);
     let expires =
@@ -410,7 +421,27 @@ async fn mutes_with_duration_and_notifications() {
     assert_eq!(rel["muting"], false);
     assert_eq!(
         ids(&json_ok(stack.get("/api/v1/mutes", Some(&alice)).await).await),
-        vec![carol_id]
+        vec![carol_id.clone()]
+    );
+
+    // A mute that ran out is no mute; muting again is a new, newest mute.
+    let res = mute_json(&dave_id, serde_json::json!({"duration": 1}))
+        .await
+        .unwrap();
+    json_ok(res).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        relationship(&stack, &alice, &dave_id).await["muting"],
+        false
+    );
+    assert_eq!(
+        ids(&json_ok(stack.get("/api/v1/mutes", Some(&alice)).await).await),
+        vec![carol_id.clone()]
+    );
+    json_ok(stack.act(&alice, &dave_id, "mute", &[]).await).await;
+    assert_eq!(
+        ids(&json_ok(stack.get("/api/v1/mutes", Some(&alice)).await).await),
+        vec![dave_id, carol_id]
     );
     let topics: Vec<String> = stack
         .user_events()
@@ -418,7 +449,7 @@ async fn mutes_with_duration_and_notifications() {
         .into_iter()
         .map(|(t, _)| t)
         .collect();
-    assert_eq!(topics.iter().filter(|t| *t == "mute.created").count(), 2);
+    assert_eq!(topics.iter().filter(|t| *t == "mute.created").count(), 4);
     assert_eq!(topics.iter().filter(|t| *t == "mute.deleted").count(), 1);
 }
 
@@ -599,6 +630,26 @@ async fn bad_input_is_refused_and_changes_nothing() {
     )
     .await;
     assert_eq!(ids(&list), vec![bob_id.clone()]);
+    // Text Postgres cannot store is the client's mistake, not a 500.
+    json_error(
+        stack
+            .get("/api/v1/accounts/search?q=a%00b", Some(&alice))
+            .await,
+        422,
+    )
+    .await;
+    // There is never a follow request from oneself.
+    json_error(
+        stack
+            .post_form(
+                &format!("/api/v1/follow_requests/{alice_id}/authorize"),
+                Some(&alice),
+                &[],
+            )
+            .await,
+        404,
+    )
+    .await;
     let empty = json_ok(stack.get("/api/v1/accounts/search?q=", Some(&alice)).await).await;
     assert!(empty.as_array().unwrap().is_empty());
 

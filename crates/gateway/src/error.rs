@@ -150,7 +150,8 @@ impl From<tonic::Status> for ApiError {
                 StatusCode::GATEWAY_TIMEOUT,
                 "The request took too long, retry later".to_owned(),
             ),
-            Code::Unavailable | Code::Cancelled => (
+            // Aborted: lost a race with a concurrent change; the same request can succeed.
+            Code::Unavailable | Code::Cancelled | Code::Aborted => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service temporarily unavailable, retry later".to_owned(),
             ),

@@ -118,22 +118,74 @@ pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Erro
     d.deserialize_any(Flex)
 }
 
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn split(self) -> Vec<String> {
+        let parts = match self {
+            Self::One(s) => vec![s],
+            Self::Many(v) => v,
+        };
+        parts
+            .iter()
+            .flat_map(|s| s.split_whitespace().map(str::to_owned))
+            .collect()
+    }
+}
+
 /// `deserialize_with` for a list given as an array, as repeated `key[]` fields, or as one
 /// string with entries separated by whitespace (`redirect_uris` in older clients).
 pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
+    Ok(<OneOrMany as serde::Deserialize>::deserialize(d)?.split())
+}
+
+/// [`string_list`] that tells "absent" (and JSON `null`) from "empty".
+pub fn opt_string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    Ok(<Option<OneOrMany> as serde::Deserialize>::deserialize(d)?.map(OneOrMany::split))
+}
+
+/// `deserialize_with` for an optional integer sent as a JSON number or as a string (form
+/// fields are strings); blank is absent.
+pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    struct Flex;
+    impl<'de> serde::de::Visitor<'de> for Flex {
+        type Value = Option<i64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an integer")
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            i64::try_from(v)
+                .map(Some)
+                .map_err(|_| E::custom("integer out of range"))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            match v.trim() {
+                "" => Ok(None),
+                t => t
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| E::custom(format!("{t:?} is not an integer"))),
+            }
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
     }
-    Ok(match <OneOrMany as serde::Deserialize>::deserialize(d)? {
-        OneOrMany::One(s) => s.split_whitespace().map(str::to_owned).collect(),
-        OneOrMany::Many(v) => v
-            .into_iter()
-            .flat_map(|s| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
-            .collect(),
-    })
+    d.deserialize_any(Flex)
 }
 
 #[cfg(test)]
@@ -150,6 +202,10 @@ mod tests {
         locked: Option<bool>,
         #[serde(default, alias = "uris[]", deserialize_with = "string_list")]
         uris: Vec<String>,
+        #[serde(default, deserialize_with = "opt_i64")]
+        duration: Option<i64>,
+        #[serde(default, alias = "langs[]", deserialize_with = "opt_string_list")]
+        langs: Option<Vec<String>>,
     }
 
     async fn parse(content_type: &str, uri: &str, body: &str) -> Result<P, ApiError> {
@@ -194,6 +250,35 @@ mod tests {
         .await
         .unwrap();
         assert_eq!((p.name.as_deref(), p.locked), (Some("a b&c"), Some(true)));
+    }
+
+    #[tokio::test]
+    async fn numbers_and_optional_lists_in_any_encoding() {
+        let p = parse("application/json", "/", r#"{"duration":3600,"langs":null}"#)
+            .await
+            .unwrap();
+        assert_eq!((p.duration, p.langs), (Some(3600), None));
+        let p = parse("application/json", "/", r#"{"duration":"60","langs":[]}"#)
+            .await
+            .unwrap();
+        assert_eq!((p.duration, p.langs), (Some(60), Some(vec![])));
+        let p = parse(
+            "application/x-www-form-urlencoded",
+            "/",
+            "duration=5&langs[]=en",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (p.duration, p.langs),
+            (Some(5), Some(vec!["en".to_owned()]))
+        );
+        let p = parse("application/x-www-form-urlencoded", "/", "")
+            .await
+            .unwrap();
+        assert_eq!((p.duration, p.langs), (None, None));
+        let bad = parse("application/json", "/", r#"{"duration":"soon"}"#).await;
+        assert_eq!(bad.unwrap_err().status, 422);
     }
 
     #[tokio::test]

@@ -48,12 +48,14 @@ pub async fn observe(matched: Option<MatchedPath>, req: Request, next: Next) -> 
     }
     let method = method_label(&method);
     // Calls to other services per request = this counter / the histogram's count.
-    metrics::counter!(
-        "gateway_downstream_calls_total",
-        "method" => method.clone(),
-        "route" => route.clone(),
-    )
-    .increment(calls);
+    if calls > 0 {
+        metrics::counter!(
+            "gateway_downstream_calls_total",
+            "method" => method.clone(),
+            "route" => route.clone(),
+        )
+        .increment(calls);
+    }
     metrics::histogram!(
         "http_server_request_duration_seconds",
         "method" => method,

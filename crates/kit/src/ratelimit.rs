@@ -25,6 +25,8 @@ pub struct Decision {
     pub remaining: u64,
     /// When the window ends (Unix seconds).
     pub reset_at: u64,
+    /// The window the action was counted in (for [`RateLimit::undo`]).
+    window: u64,
 }
 
 impl RateLimit {
@@ -38,8 +40,14 @@ impl RateLimit {
         }
     }
 
+    fn key(&self, subject: &str, epoch: u64) -> String {
+        self.redis
+            .key(&format!("ratelimit:{}:{subject}:{epoch}", self.family))
+    }
+
     /// Counts one action of `subject` and says whether it is allowed: one round trip
-    /// (INCR and EXPIRE in a pipeline).
+    /// (create the window's counter with its expiry if absent, then INCR; works on any
+    /// Redis version, unlike `EXPIRE ... NX`).
     pub async fn hit(&self, subject: &str) -> Result<Decision> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -47,24 +55,34 @@ impl RateLimit {
             .as_secs();
         let window = self.window.as_secs();
         let epoch = now / window;
-        let reset_at = (epoch + 1) * window;
-        let key = self
-            .redis
-            .key(&format!("ratelimit:{}:{subject}:{epoch}", self.family));
+        let key = self.key(subject, epoch);
         let mut pipe = redis::pipe();
-        pipe.cmd("INCR")
+        pipe.cmd("SET")
             .arg(&key)
-            .cmd("EXPIRE")
-            .arg(&key)
+            .arg(0)
+            .arg("EX")
             .arg(window)
             .arg("NX")
-            .ignore();
+            .ignore()
+            .cmd("INCR")
+            .arg(&key);
         let (count,): (u64,) = self.redis.pipe(&pipe).await?;
         Ok(Decision {
             allowed: count <= self.limit,
             limit: self.limit,
             remaining: self.limit.saturating_sub(count),
-            reset_at,
+            reset_at: (epoch + 1) * window,
+            window: epoch,
         })
+    }
+
+    /// Takes back an action counted by `hit` that did not happen after all (it was
+    /// refused, or turned out not to be a new one).
+    pub async fn undo(&self, subject: &str, decision: &Decision) -> Result<()> {
+        let key = self.key(subject, decision.window);
+        self.redis
+            .query::<i64>(redis::cmd("DECR").arg(&key))
+            .await
+            .map(|_| ())
     }
 }

@@ -21,6 +21,9 @@ pub enum Error {
     /// `x-ratelimit-remaining` (0) and `x-ratelimit-reset` (Unix seconds) metadata.
     #[error("rate limit exceeded")]
     RateLimited { limit: u64, reset_at: u64 },
+    /// Lost a race with a concurrent write and rolled back. ABORTED (retryable).
+    #[error("conflicting concurrent change, retry")]
+    Aborted,
     /// Unknown, revoked or expired token. UNAUTHENTICATED.
     #[error("the access token is invalid")]
     Unauthenticated,
@@ -31,7 +34,21 @@ pub enum Error {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        Error::Kit(rookery_kit::Error::Database(e))
+        let code = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned());
+        match code.as_deref() {
+            // Class 22, data exception: a value Postgres cannot take (a NUL byte in text,
+            // a number out of range) came from the caller.
+            Some(c) if c.starts_with("22") => {
+                Error::InvalidArgument("invalid characters or value in the request".into())
+            }
+            // Deadlock or serialization failure: lost a race, nothing was written; the same
+            // request can be retried.
+            Some("40P01" | "40001") => Error::Aborted,
+            _ => Error::Kit(rookery_kit::Error::Database(e)),
+        }
     }
 }
 
@@ -45,6 +62,7 @@ impl From<Error> for Status {
             Error::InvalidArgument(msg) => Status::new(Code::InvalidArgument, msg),
             Error::Unauthenticated => Status::new(Code::Unauthenticated, e.to_string()),
             Error::PermissionDenied(msg) => Status::new(Code::PermissionDenied, msg),
+            Error::Aborted => Status::new(Code::Aborted, e.to_string()),
             Error::RateLimited { limit, reset_at } => {
                 let mut status = Status::new(Code::ResourceExhausted, e.to_string());
                 let metadata = status.metadata_mut();

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::{
     auth::{Auth, MaybeAuth},
     error::{ApiError, ApiResult},
-    input::{Params, opt_bool, string_list},
+    input::{Params, opt_bool, opt_i64, opt_string_list, string_list},
     mastodon::{Account, Relationship},
     pagination::{PageParams, limit, number},
     state::AppState,
@@ -54,18 +54,13 @@ fn pair(auth: &Auth, scopes: &[&str], id: &str) -> Result<pb::PairRequest, ApiEr
     })
 }
 
-/// Optional list that tells "absent" from "empty".
-fn opt_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    string_list(d).map(Some)
-}
-
 #[derive(Deserialize)]
 pub struct FollowParams {
     #[serde(default, deserialize_with = "opt_bool")]
     reblogs: Option<bool>,
     #[serde(default, deserialize_with = "opt_bool")]
     notify: Option<bool>,
-    #[serde(default, alias = "languages[]", deserialize_with = "opt_list")]
+    #[serde(default, alias = "languages[]", deserialize_with = "opt_string_list")]
     languages: Option<Vec<String>>,
 }
 
@@ -211,8 +206,8 @@ pub async fn unmute(
 pub struct MuteParams {
     #[serde(default, deserialize_with = "opt_bool")]
     notifications: Option<bool>,
-    #[serde(default)]
-    duration: Option<String>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    duration: Option<i64>,
 }
 
 /// `POST /api/v1/accounts/:id/mute` (`notifications` default true, `duration` seconds,
@@ -224,7 +219,7 @@ pub async fn mute(
     Params(p): Params<MuteParams>,
 ) -> ApiResult<Response> {
     let pair = pair(&auth, &["write:mutes"], &id)?;
-    let duration = number("duration", p.duration.as_deref())?.unwrap_or(0);
+    let duration = p.duration.unwrap_or(0);
     if duration < 0 {
         return Err(ApiError::unprocessable("duration must not be negative"));
     }

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use rookery_kit::ratelimit::Decision;
 use rookery_proto::users::v1 as pb;
 use sqlx::PgConnection;
 
@@ -43,6 +44,7 @@ pub(super) fn edge_event(edge: &EdgeRow) -> pb::GraphEvent {
         hide_notifications: false,
         expires_at_ms: None,
         created_at_ms: edge.created_at.timestamp_millis(),
+        languages: edge.languages.clone().unwrap_or_default(),
     }
 }
 
@@ -54,7 +56,7 @@ pub(super) fn accepted_events(
     let follow_event = edge_event(follow);
     let request_event = pb::GraphEvent {
         id: request_id,
-        ..follow_event
+        ..follow_event.clone()
     };
     [
         (topics::FOLLOW_REQUEST_DELETED, request_event),
@@ -86,6 +88,14 @@ fn pair(account: i64, target: i64, message: &str) -> Result<(AccountId, AccountI
         return Err(Error::InvalidArgument(message.to_owned()));
     }
     Ok((AccountId(account), AccountId(target)))
+}
+
+/// The pair of a follow-request answer; there is never a request from oneself.
+fn requester_pair(req: &pb::PairRequest) -> Result<(AccountId, AccountId)> {
+    if req.account_id == req.target_id {
+        return Err(Error::NotFound("follow request"));
+    }
+    Ok((AccountId(req.account_id), AccountId(req.target_id)))
 }
 
 fn languages(list: Option<pb::LanguageList>) -> Result<Option<Vec<String>>> {
@@ -241,18 +251,14 @@ impl Users {
         Ok(true)
     }
 
-    /// Counts one new follow or follow request against the rate limit. Fails open when
-    /// Redis is down: a limit is not worth refusing every follow for.
-    async fn count_follow(&self, me: AccountId) -> Result<()> {
+    /// Counts a possible new follow or follow request against the rate limit. Fails open
+    /// when Redis is down: a limit is not worth refusing every follow for.
+    async fn count_follow(&self, me: AccountId) -> Option<Decision> {
         match self.follow_limit.hit(&me.to_string()).await {
-            Ok(d) if !d.allowed => Err(Error::RateLimited {
-                limit: d.limit,
-                reset_at: d.reset_at,
-            }),
-            Ok(_) => Ok(()),
+            Ok(decision) => Some(decision),
             Err(e) => {
                 tracing::warn!(error = %e, "follow rate limit unavailable, allowing");
-                Ok(())
+                None
             }
         }
     }
@@ -266,6 +272,35 @@ impl Users {
             notify: req.notify,
             languages: languages.as_deref(),
         };
+        // Counted before the transaction, so that no Redis round trip happens while the
+        // pair's rows (a popular account's among them) are locked; given back unless a new
+        // follow or request comes of it.
+        let decision = self.count_follow(me).await;
+        let outcome = self.follow_locked(me, target, &options, decision).await;
+        if let Some(decision) = &decision
+            && !matches!(outcome, Ok((_, true)))
+            && let Err(e) = self.follow_limit.undo(&me.to_string(), decision).await
+        {
+            tracing::warn!(error = %e, "follow rate limit not given back");
+        }
+        outcome.map(|(relationship, _)| relationship)
+    }
+
+    /// The transaction of [`Users::follow`]; true when a follow or request was created.
+    async fn follow_locked(
+        &self,
+        me: AccountId,
+        target: AccountId,
+        options: &FollowOptions<'_>,
+        decision: Option<Decision>,
+    ) -> Result<(pb::Relationship, bool)> {
+        let refuse_new = || match decision {
+            Some(d) if !d.allowed => Err(Error::RateLimited {
+                limit: d.limit,
+                reset_at: d.reset_at,
+            }),
+            _ => Ok(()),
+        };
         let mut tx = self.store.begin().await?;
         let locked = self.lock_pair(&mut tx, me, target).await?;
         let state = self.store.pair_state(&mut tx, me, target).await?;
@@ -273,18 +308,27 @@ impl Users {
             return Err(Error::PermissionDenied("This action is not allowed"));
         }
         let mut changed = Changed::default();
+        let mut created = false;
         if state.following {
             // Already following: only the options change.
-            self.store
-                .upsert_follow(&mut tx, me, target, &options)
+            let (follow, _) = self
+                .store
+                .upsert_follow(&mut tx, me, target, options)
                 .await?;
+            self.emit(
+                &mut tx,
+                &mut changed,
+                topics::FOLLOW_UPDATED,
+                &edge_event(&follow),
+            )
+            .await?;
         } else if locked {
             if !state.requested {
-                self.count_follow(me).await?;
+                refuse_new()?;
             }
             let (request, new) = self
                 .store
-                .upsert_follow_request(&mut tx, me, target, &options)
+                .upsert_follow_request(&mut tx, me, target, options)
                 .await?;
             if new {
                 let event = edge_event(&request);
@@ -296,12 +340,13 @@ impl Users {
                 )
                 .await?;
                 changed.accounts.push(target);
+                created = true;
             }
         } else {
-            self.count_follow(me).await?;
+            refuse_new()?;
             let (follow, new) = self
                 .store
-                .upsert_follow(&mut tx, me, target, &options)
+                .upsert_follow(&mut tx, me, target, options)
                 .await?;
             if new {
                 self.emit(
@@ -312,13 +357,15 @@ impl Users {
                 )
                 .await?;
                 changed.accounts.extend([me, target]);
+                created = true;
             }
             // A request made while the target was locked is answered by this follow.
             if state.requested {
                 self.drop_request(&mut tx, &mut changed, me, target).await?;
             }
         }
-        self.finish(tx, me, target, changed).await
+        let relationship = self.finish(tx, me, target, changed).await?;
+        Ok((relationship, created))
     }
 
     /// Removes the follow `me → target` and any pending request.
@@ -373,13 +420,13 @@ impl Users {
     /// Accepts `target`'s request to follow `me`. NOT_FOUND when there is none.
     #[tracing::instrument(skip_all, fields(account_id = req.account_id, target_id = req.target_id))]
     pub async fn authorize_follow_request(&self, req: pb::PairRequest) -> Result<pb::Relationship> {
-        let (me, requester) = pair(req.account_id, req.target_id, "Record not found")?;
+        let (me, requester) = requester_pair(&req)?;
         let mut tx = self.store.begin().await?;
         self.lock_pair(&mut tx, me, requester).await?;
         let mut changed = Changed::default();
         let accepted = self
             .store
-            .accept_requests(&mut tx, me, Some(requester))
+            .accept_requests(&mut tx, me, &[requester.0])
             .await?;
         match accepted.first() {
             Some((follow, request_id)) => {
@@ -405,7 +452,7 @@ impl Users {
     /// Declines `target`'s request to follow `me`. NOT_FOUND when there is none.
     #[tracing::instrument(skip_all, fields(account_id = req.account_id, target_id = req.target_id))]
     pub async fn reject_follow_request(&self, req: pb::PairRequest) -> Result<pb::Relationship> {
-        let (me, requester) = pair(req.account_id, req.target_id, "Record not found")?;
+        let (me, requester) = requester_pair(&req)?;
         let mut tx = self.store.begin().await?;
         self.lock_pair(&mut tx, me, requester).await?;
         let mut changed = Changed::default();
@@ -524,6 +571,54 @@ impl Users {
         self.finish(tx, me, target, changed).await
     }
 
+    /// Accepts the pending requests to `account` (it is being unlocked, in `conn`'s
+    /// transaction): locks it and the requesters in id order, turns their requests into
+    /// follows with their events; returns the requesters.
+    pub(super) async fn accept_pending(
+        &self,
+        conn: &mut PgConnection,
+        account: AccountId,
+    ) -> Result<Vec<AccountId>> {
+        let requesters = self.store.lock_requesters(conn, account).await?;
+        if requesters.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut accepted = Vec::with_capacity(requesters.len());
+        for (follow, request_id) in self
+            .store
+            .accept_requests(conn, account, &requesters)
+            .await?
+        {
+            for (topic, event) in accepted_events(&follow, request_id) {
+                self.enqueue(conn, topic, follow.account_id, &event).await?;
+            }
+            accepted.push(AccountId(follow.account_id));
+        }
+        Ok(accepted)
+    }
+
+    /// After an unlock commits no request can be made any more, but one committed while
+    /// the unlock waited for its locks was not among those it accepted: accept those too.
+    /// One more pass suffices; the bound is for safety.
+    pub(super) async fn accept_stragglers(&self, account: AccountId) -> Result<()> {
+        for _ in 0..3 {
+            let mut tx = self.store.begin().await?;
+            let accepted = self.accept_pending(&mut tx, account).await?;
+            if accepted.is_empty() {
+                return Ok(());
+            }
+            tx.commit().await?;
+            self.outbox.committed();
+            let keys: Vec<String> = accepted
+                .iter()
+                .chain([&account])
+                .map(ToString::to_string)
+                .collect();
+            self.accounts.invalidate(&keys).await;
+        }
+        Ok(())
+    }
+
     /// Relationships from `viewer` to `ids`: one statement whatever their number.
     pub async fn relationships(&self, viewer: i64, ids: &[i64]) -> Result<Vec<pb::Relationship>> {
         let rows = self.store.relationships(AccountId(viewer), ids).await?;
@@ -559,7 +654,7 @@ impl Users {
         let mut ids = Vec::with_capacity(rows.len() + 1);
         ids.push(owner.0);
         ids.extend(rows.iter().map(|r| r.account_id));
-        let accounts: HashMap<i64, pb::Account> = self
+        let mut accounts: HashMap<i64, pb::Account> = self
             .get_accounts(&ids)
             .await?
             .into_iter()
@@ -577,7 +672,8 @@ impl Users {
             .filter_map(|row| {
                 Some(pb::AccountEntry {
                     cursor: row.cursor,
-                    account: Some(accounts.get(&row.account_id)?.clone()),
+                    // Each account is listed once (one edge per pair, never to itself).
+                    account: Some(accounts.remove(&row.account_id)?),
                     mute_expires_at_ms: row.expires_at.map(|t| t.timestamp_millis()),
                 })
             })

@@ -31,6 +31,8 @@ pub mod topics {
     pub const ACCOUNT_UPDATED: &str = "account.updated";
     /// Payload `GraphEvent` (a follow).
     pub const FOLLOW_CREATED: &str = "follow.created";
+    /// Payload `GraphEvent` (new options of an existing follow).
+    pub const FOLLOW_UPDATED: &str = "follow.updated";
     /// Payload `GraphEvent` (the follow removed).
     pub const FOLLOW_DELETED: &str = "follow.deleted";
     /// Payload `GraphEvent` (a follow request).
@@ -114,7 +116,12 @@ pub struct Users {
     /// A real hash to verify against when the login is unknown, so that the response time
     /// does not tell which usernames exist.
     decoy_hash: String,
+    /// Accounts whose activity this process recorded lately.
+    recently_active: moka::future::Cache<i64, ()>,
 }
+
+/// How long this process skips recording an account's activity again.
+const ACTIVITY_RECHECK: Duration = Duration::from_secs(600);
 
 impl Users {
     /// Wires the service.
@@ -129,6 +136,10 @@ impl Users {
             domain: parts.domain,
             active_window: parts.active_window,
             decoy_hash,
+            recently_active: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ACTIVITY_RECHECK)
+                .build(),
         })
     }
 
@@ -512,10 +523,14 @@ impl Users {
             .token_by_hash(&hash)
             .await?
             .ok_or(Error::Unauthenticated)?;
-        if let Some(account) = token.account_id {
-            // Token use is activity (fan-out skips inactive followers). Callers cache
-            // resolutions, so this runs about once per token per cache lifetime; it writes
-            // at most hourly and never delays the answer.
+        if let Some(account) = token.account_id
+            && !self.recently_active.contains_key(&account)
+        {
+            // Token use is activity (fan-out skips inactive followers). Recorded off the
+            // request path, and at most once per account per ACTIVITY_RECHECK in this
+            // process: callers re-resolve tokens every minute or so, the column only
+            // needs hour precision.
+            self.recently_active.insert(account, ()).await;
             let store = self.store.clone();
             tokio::spawn(async move {
                 if let Err(e) = store.touch_active(AccountId(account)).await {
@@ -725,16 +740,11 @@ impl Users {
         let mut tx = self.store.begin().await?;
         // Unlocking accepts every pending follow request (as Mastodon does), before the
         // update so that the returned counts include them.
+        let unlocking = changes.locked == Some(false);
         let mut changed = vec![id.to_string()];
-        if changes.locked == Some(false) {
-            self.store.lock_requesters(&mut tx, id).await?;
-            for (follow, request_id) in self.store.accept_requests(&mut tx, id, None).await? {
-                changed.push(follow.account_id.to_string());
-                for (topic, event) in graph::accepted_events(&follow, request_id) {
-                    self.enqueue(&mut tx, topic, follow.account_id, &event)
-                        .await?;
-                }
-            }
+        if unlocking {
+            let accepted = self.accept_pending(&mut tx, id).await?;
+            changed.extend(accepted.iter().map(ToString::to_string));
         }
         let account: pb::Account = self
             .store
@@ -747,6 +757,9 @@ impl Users {
         tx.commit().await?;
         self.outbox.committed();
         self.accounts.invalidate(&changed).await;
+        if unlocking {
+            self.accept_stragglers(id).await?;
+        }
         Ok(pb::UpdateCredentialsResponse {
             result: Some(R::Account(account)),
         })

@@ -356,10 +356,10 @@ macro_rules! sever {
 const SEVER_FOLLOWS: &str = sever!("follows");
 const SEVER_REQUESTS: &str = sever!("follow_requests");
 
-/// Turns requests to `$1` (from `$2`, or all) into follows.
+/// Turns the requests to `$1` from the accounts `$2` into follows.
 const ACCEPT_REQUESTS: &str = concat!(
     "WITH r AS (DELETE FROM follow_requests
-                WHERE target_account_id = $1 AND ($2::bigint IS NULL OR account_id = $2)
+                WHERE target_account_id = $1 AND account_id = ANY($2)
                 RETURNING *),
           f AS (INSERT INTO follows (account_id, target_account_id, show_reblogs, notify, languages)
                 SELECT account_id, target_account_id, show_reblogs, notify, languages FROM r
@@ -395,11 +395,16 @@ const SEARCH: &str = "SELECT a.id FROM accounts a
 
 /// A chunk of followers for fan-out, by follow id.
 const FOLLOWER_IDS: &str = "SELECT f.id, f.account_id FROM follows f
-             WHERE f.target_account_id = $1 AND f.id > $2
-               AND ($3::timestamptz IS NULL OR EXISTS (
-                        SELECT 1 FROM credentials c
-                        WHERE c.account_id = f.account_id AND c.last_active_at >= $3))
-             ORDER BY f.id LIMIT $4";
+     WHERE f.target_account_id = $1 AND f.id > $2
+     ORDER BY f.id LIMIT $3";
+
+/// A chunk of the followers active since `$3`. The activity check is a scalar subquery,
+/// one primary-key probe per follower: an `EXISTS` here may be planned as a hash of every
+/// active account on the instance, whatever the follower count.
+const ACTIVE_FOLLOWER_IDS: &str = "SELECT f.id, f.account_id FROM follows f
+     WHERE f.target_account_id = $1 AND f.id > $2
+       AND (SELECT c.last_active_at FROM credentials c WHERE c.account_id = f.account_id) >= $3
+     ORDER BY f.id LIMIT $4";
 
 /// Which of `$2` viewer `$1` blocks, is blocked by, or mutes.
 const FILTER: &str = concat!(
@@ -435,13 +440,19 @@ impl Store {
     }
 
     /// Locks `account` and everyone with a pending request to it, in id order (before
-    /// accepting all of them).
-    pub async fn lock_requesters(&self, conn: &mut PgConnection, account: AccountId) -> Result<()> {
-        sqlx::query(LOCK_REQUESTERS)
+    /// accepting them); returns the requesters locked. A request committed while this
+    /// waited is not among them (the list is read before the wait): accept only these,
+    /// then look again.
+    pub async fn lock_requesters(
+        &self,
+        conn: &mut PgConnection,
+        account: AccountId,
+    ) -> Result<Vec<i64>> {
+        let locked: Vec<i64> = sqlx::query_scalar(LOCK_REQUESTERS)
             .bind(account)
-            .execute(conn)
+            .fetch_all(conn)
             .await?;
-        Ok(())
+        Ok(locked.into_iter().filter(|id| *id != account.0).collect())
     }
 
     /// Follow, request and block state between `a` and `b`.
@@ -512,13 +523,13 @@ impl Store {
         .await?)
     }
 
-    /// Turns the follow requests to `target` (from `requester`, or from everyone when
-    /// `None`) into follows; returns the follows created with the ids of their requests.
+    /// Turns the follow requests to `target` from `requesters` into follows; returns the
+    /// follows created with the ids of their requests.
     pub async fn accept_requests(
         &self,
         conn: &mut PgConnection,
         target: AccountId,
-        requester: Option<AccountId>,
+        requesters: &[i64],
     ) -> Result<Vec<(EdgeRow, i64)>> {
         #[derive(FromRow)]
         struct Accepted {
@@ -528,7 +539,7 @@ impl Store {
         }
         let rows: Vec<Accepted> = sqlx::query_as(ACCEPT_REQUESTS)
             .bind(target)
-            .bind(requester)
+            .bind(requesters)
             .fetch_all(conn)
             .await?;
         Ok(rows.into_iter().map(|r| (r.follow, r.request_id)).collect())
@@ -604,7 +615,11 @@ impl Store {
              VALUES ($1, $2, $3, $4)
              ON CONFLICT (account_id, target_account_id) DO UPDATE SET
                  hide_notifications = EXCLUDED.hide_notifications,
-                 expires_at = EXCLUDED.expires_at
+                 expires_at = EXCLUDED.expires_at,
+                 -- Muting again after a mute ran out is a new mute (new place in the list).
+                 id = CASE WHEN mutes.expires_at <= now() THEN next_id() ELSE mutes.id END,
+                 created_at = CASE WHEN mutes.expires_at <= now() THEN now()
+                                   ELSE mutes.created_at END
              RETURNING id, account_id, target_account_id, hide_notifications, expires_at,
                        created_at",
         )
@@ -663,13 +678,20 @@ impl Store {
         viewer: Option<AccountId>,
         bounds: Bounds,
     ) -> Result<Vec<EntryRow>> {
+        // Owners read their own lists right after changing them (block, then open the
+        // blocks list): the primary for them, the replica for everyone else.
+        let pool = if viewer == Some(owner) {
+            self.db.primary()
+        } else {
+            self.db.replica()
+        };
         let mut rows: Vec<EntryRow> = sqlx::query_as(page_sql(list, bounds.oldest_first))
             .bind(owner)
             .bind(bounds.below)
             .bind(bounds.above)
             .bind(bounds.limit)
             .bind(viewer)
-            .fetch_all(self.db.replica())
+            .fetch_all(pool)
             .await?;
         if bounds.oldest_first {
             rows.reverse();
@@ -711,13 +733,14 @@ impl Store {
         active_since: Option<DateTime<Utc>>,
         limit: i64,
     ) -> Result<Vec<(i64, i64)>> {
-        Ok(sqlx::query_as(FOLLOWER_IDS)
-            .bind(account)
-            .bind(after)
-            .bind(active_since)
-            .bind(limit)
-            .fetch_all(self.db.replica())
-            .await?)
+        let query = match active_since {
+            None => sqlx::query_as(FOLLOWER_IDS).bind(account).bind(after),
+            Some(since) => sqlx::query_as(ACTIVE_FOLLOWER_IDS)
+                .bind(account)
+                .bind(after)
+                .bind(since),
+        };
+        Ok(query.bind(limit).fetch_all(self.db.replica()).await?)
     }
 
     /// Of `ids`, those `viewer` blocks or is blocked by, or mutes.
@@ -797,10 +820,10 @@ pub fn statements_for_plans() -> Vec<(&'static str, &'static str, &'static str)>
         ),
         ("blocks page", page_sql(List::Blocks, false), PAGE),
         ("mutes page", page_sql(List::Mutes, false), PAGE),
-        ("fan-out chunk", FOLLOWER_IDS, "(1, 0, NULL, 1000)"),
+        ("fan-out chunk", FOLLOWER_IDS, "(1, 0, 1000)"),
         (
             "fan-out chunk, active only",
-            FOLLOWER_IDS,
+            ACTIVE_FOLLOWER_IDS,
             "(1, 0, now() - interval '7 days', 1000)",
         ),
         ("filter", FILTER, "(1, ARRAY[2, 3, 4]::bigint[])"),
@@ -809,7 +832,11 @@ pub fn statements_for_plans() -> Vec<(&'static str, &'static str, &'static str)>
         ("block: sever requests", SEVER_REQUESTS, "(1, 2)"),
         ("lock pair", LOCK_PAIR, "(ARRAY[1, 2]::bigint[])"),
         ("lock requesters", LOCK_REQUESTERS, "(1)"),
-        ("accept requests", ACCEPT_REQUESTS, "(1, 2)"),
+        (
+            "accept requests",
+            ACCEPT_REQUESTS,
+            "(1, ARRAY[2, 3]::bigint[])",
+        ),
         ("search", SEARCH, "('ali', 'ali:*', 'ali', NULL, 40, 0)"),
     ]
 }
