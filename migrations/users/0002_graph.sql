@@ -55,7 +55,8 @@ CREATE TABLE blocks (
 );
 CREATE UNIQUE INDEX blocks_pair ON blocks (account_id, target_account_id);
 CREATE INDEX blocks_by_account ON blocks (account_id, id) INCLUDE (target_account_id);
-CREATE INDEX blocks_by_target ON blocks (target_account_id);
+-- Both columns: a probe for one pair is an equality on both whichever index serves it.
+CREATE INDEX blocks_by_target ON blocks (target_account_id, account_id);
 
 CREATE TABLE mutes (
     id                 bigint      PRIMARY KEY DEFAULT next_id(),
@@ -69,7 +70,7 @@ CREATE TABLE mutes (
 );
 CREATE UNIQUE INDEX mutes_pair ON mutes (account_id, target_account_id);
 CREATE INDEX mutes_by_account ON mutes (account_id, id) INCLUDE (target_account_id, expires_at);
-CREATE INDEX mutes_by_target ON mutes (target_account_id);
+CREATE INDEX mutes_by_target ON mutes (target_account_id, account_id);
 
 -- Counters kept exact by the database itself: whatever inserts or deletes an edge
 -- (including ON DELETE CASCADE) moves the counts in the same transaction. Writers lock

@@ -248,9 +248,17 @@ impl<V: Message + Default + Clone + Send + Sync + 'static> TieredCache<V> {
     }
 
     fn count(&self, tier: &'static str, hit: bool) {
+        self.count_n(tier, hit, 1);
+    }
+
+    /// Counts `n` lookups at once (a batch costs one registry lookup, not one per key).
+    fn count_n(&self, tier: &'static str, hit: bool, n: u64) {
+        if n == 0 {
+            return;
+        }
         let result = if hit { "hit" } else { "miss" };
         metrics::counter!("cache_requests_total", "cache" => self.name, "tier" => tier, "result" => result)
-            .increment(1);
+            .increment(n);
     }
 
     /// Reads `key`, loading it with `load` on a miss (single-flighted per key).
@@ -337,15 +345,13 @@ impl<V: Message + Default + Clone + Send + Sync + 'static> TieredCache<V> {
             }
             match self.inner.l1.get(key).await {
                 Some(v) => {
-                    self.count("l1", true);
                     found.insert(key.clone(), v);
                 }
-                None => {
-                    self.count("l1", false);
-                    missing.push(key.clone());
-                }
+                None => missing.push(key.clone()),
             }
         }
+        self.count_n("l1", true, found.len() as u64);
+        self.count_n("l1", false, missing.len() as u64);
         if missing.is_empty() {
             return Ok(found);
         }
@@ -425,14 +431,16 @@ impl<V: Message + Default + Clone + Send + Sync + 'static> TieredCache<V> {
         let mut cmd = ::redis::cmd("MGET");
         cmd.arg(&l2_keys);
         match redis.query::<Vec<Option<Vec<u8>>>>(&cmd).await {
-            Ok(values) => values
-                .into_iter()
-                .map(|raw| {
-                    let v = raw.and_then(|b| V::decode(b.as_slice()).ok());
-                    self.count("l2", v.is_some());
-                    v
-                })
-                .collect(),
+            Ok(values) => {
+                let decoded: Vec<Option<V>> = values
+                    .into_iter()
+                    .map(|raw| raw.and_then(|b| V::decode(b.as_slice()).ok()))
+                    .collect();
+                let hits = decoded.iter().filter(|v| v.is_some()).count() as u64;
+                self.count_n("l2", true, hits);
+                self.count_n("l2", false, decoded.len() as u64 - hits);
+                decoded
+            }
             Err(e) => {
                 tracing::debug!(cache = self.name, error = %e, "l2 read skipped");
                 none()

@@ -80,9 +80,19 @@ impl RateLimit {
     /// refused, or turned out not to be a new one).
     pub async fn undo(&self, subject: &str, decision: &Decision) -> Result<()> {
         let key = self.key(subject, decision.window);
-        self.redis
-            .query::<i64>(redis::cmd("DECR").arg(&key))
-            .await
-            .map(|_| ())
+        // If the window's key expired meanwhile, recreate it with its expiry rather than
+        // leave a DECR-made key that never expires.
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(&key)
+            .arg(0)
+            .arg("EX")
+            .arg(self.window.as_secs())
+            .arg("NX")
+            .ignore()
+            .cmd("DECR")
+            .arg(&key)
+            .ignore();
+        self.redis.pipe::<()>(&pipe).await
     }
 }

@@ -10,31 +10,77 @@ use serde::Serialize;
 const MISSING_AVATAR: &str = "/avatars/original/missing.png";
 const MISSING_HEADER: &str = "/headers/original/missing.png";
 
-/// Mastodon reports account creation at day precision (midnight UTC).
-fn iso_day(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .date_naive()
-        .and_hms_opt(0, 0, 0)
-        .map(|d| {
-            d.and_utc()
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        })
-        .unwrap_or_default()
+// Entities are rendered by the thousand per second (a page of 40 accounts per list
+// request), so the string fields built from parts are written straight into the JSON
+// output (`collect_str`) instead of being allocated as `String`s first.
+
+/// A string written as the concatenation of three parts.
+#[derive(Clone, Copy)]
+struct Concat<'a>(&'a str, &'static str, &'a str);
+
+impl Serialize for Concat<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}{}{}", self.0, self.1, self.2))
+    }
 }
+
+/// An id, as the string Mastodon sends (JavaScript loses precision past 2^53).
+#[derive(Clone, Copy)]
+pub struct IdStr(pub i64);
+
+impl Serialize for IdStr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// A UTC date from Unix milliseconds: as `2024-01-31`, or with `midnight` as Mastodon
+/// reports account creation (`2024-01-31T00:00:00.000Z`).
+#[derive(Clone, Copy)]
+struct Day {
+    ms: i64,
+    midnight: bool,
+}
+
+impl Serialize for Day {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let date = DateTime::<Utc>::from_timestamp_millis(self.ms)
+            .unwrap_or_default()
+            .date_naive();
+        let time = if self.midnight { "T00:00:00.000Z" } else { "" };
+        s.collect_str(&format_args!("{date}{time}"))
+    }
+}
+
+/// A JSON response written into a buffer sized for it up front (`axum::Json` starts
+/// small and grows by copying: a page of 40 accounts is about 35 KB).
+pub fn json_response<T: Serialize>(value: &T, size_hint: usize) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut body = Vec::with_capacity(size_hint);
+    match serde_json::to_writer(&mut body, value) {
+        Ok(()) => (
+            [(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "response serialisation failed");
+            http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// Bytes of one serialised `Account`, for [`json_response`] size hints.
+pub const ACCOUNT_JSON_BYTES: usize = 1024;
 
 /// A timestamp as Mastodon writes it (`2024-01-31T12:34:56.789Z`).
 pub fn iso_time(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn day(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .date_naive()
-        .to_string()
 }
 
 /// A profile field.
@@ -48,18 +94,18 @@ pub struct Field<'a> {
 /// The `Account` entity.
 #[derive(Serialize)]
 pub struct Account<'a> {
-    id: String,
+    id: IdStr,
     username: &'a str,
     acct: &'a str,
-    url: String,
-    uri: String,
+    url: Concat<'a>,
+    uri: Concat<'a>,
     display_name: &'a str,
     note: &'a str,
-    avatar: String,
-    avatar_static: String,
+    avatar: Concat<'a>,
+    avatar_static: Concat<'a>,
     avatar_description: &'static str,
-    header: String,
-    header_static: String,
+    header: Concat<'a>,
+    header_static: Concat<'a>,
     header_description: &'static str,
     locked: bool,
     fields: Vec<Field<'a>>,
@@ -75,8 +121,8 @@ pub struct Account<'a> {
     show_media: bool,
     show_media_replies: bool,
     show_featured: bool,
-    created_at: String,
-    last_status_at: Option<String>,
+    created_at: Day,
+    last_status_at: Option<Day>,
     statuses_count: i64,
     followers_count: i64,
     following_count: i64,
@@ -92,21 +138,21 @@ pub struct Account<'a> {
 
 impl<'a> Account<'a> {
     /// The entity of `a`, with URLs under `base_url`.
-    pub fn new(a: &'a pb::Account, base_url: &str) -> Self {
-        let avatar = format!("{base_url}{MISSING_AVATAR}");
-        let header = format!("{base_url}{MISSING_HEADER}");
+    pub fn new(a: &'a pb::Account, base_url: &'a str) -> Self {
+        let avatar = Concat(base_url, MISSING_AVATAR, "");
+        let header = Concat(base_url, MISSING_HEADER, "");
         Self {
-            id: a.id.to_string(),
+            id: IdStr(a.id),
             username: &a.username,
             acct: &a.username,
-            url: format!("{base_url}/@{}", a.username),
-            uri: format!("{base_url}/users/{}", a.username),
+            url: Concat(base_url, "/@", &a.username),
+            uri: Concat(base_url, "/users/", &a.username),
             display_name: &a.display_name,
             note: &a.note_html,
-            avatar_static: avatar.clone(),
+            avatar_static: avatar,
             avatar,
             avatar_description: "",
-            header_static: header.clone(),
+            header_static: header,
             header,
             header_description: "",
             locked: a.locked,
@@ -123,8 +169,14 @@ impl<'a> Account<'a> {
             show_media: true,
             show_media_replies: true,
             show_featured: true,
-            created_at: iso_day(a.created_at_ms),
-            last_status_at: a.last_status_at_ms.map(day),
+            created_at: Day {
+                ms: a.created_at_ms,
+                midnight: true,
+            },
+            last_status_at: a.last_status_at_ms.map(|ms| Day {
+                ms,
+                midnight: false,
+            }),
             statuses_count: a.statuses_count,
             followers_count: a.followers_count,
             following_count: a.following_count,
@@ -135,7 +187,7 @@ impl<'a> Account<'a> {
     }
 
     /// The `MutedAccount` entity of an entry of the mutes list.
-    pub fn muted(a: &'a pb::Account, base_url: &str, expires_at_ms: Option<i64>) -> Self {
+    pub fn muted(a: &'a pb::Account, base_url: &'a str, expires_at_ms: Option<i64>) -> Self {
         let mut account = Self::new(a, base_url);
         account.mute_expires_at = Some(expires_at_ms.map(iso_time));
         account
@@ -145,7 +197,7 @@ impl<'a> Account<'a> {
 /// The `Relationship` entity.
 #[derive(Serialize)]
 pub struct Relationship<'a> {
-    id: String,
+    id: IdStr,
     following: bool,
     showing_reblogs: bool,
     notifying: bool,
@@ -167,7 +219,7 @@ impl<'a> Relationship<'a> {
     /// The entity of `r`.
     pub fn new(r: &'a pb::Relationship) -> Self {
         Self {
-            id: r.id.to_string(),
+            id: IdStr(r.id),
             following: r.following,
             showing_reblogs: r.showing_reblogs,
             notifying: r.notifying,
@@ -221,7 +273,7 @@ pub struct CredentialAccount<'a>(Account<'a>);
 
 impl<'a> CredentialAccount<'a> {
     /// The entity of `a`, with URLs under `base_url`.
-    pub fn new(a: &'a pb::Account, base_url: &str) -> Self {
+    pub fn new(a: &'a pb::Account, base_url: &'a str) -> Self {
         let mut account = Account::new(a, base_url);
         account.source = Some(Source {
             privacy: &a.default_privacy,
@@ -333,4 +385,46 @@ pub fn escape_html(text: &str) -> String {
         }
     }
     escaped
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn account_strings_render_like_mastodon() {
+        let a = pb::Account {
+            id: 117_657_528_981_454_860,
+            username: "alice".into(),
+            display_name: "Al \"ice\"".into(),
+            created_at_ms: 1_706_704_496_789, // 2024-01-31T12:34:56.789Z
+            last_status_at_ms: Some(1_706_704_496_789),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(Account::new(&a, "https://x.test")).unwrap();
+        assert_eq!(json["id"], "117657528981454860");
+        assert_eq!(json["url"], "https://x.test/@alice");
+        assert_eq!(json["uri"], "https://x.test/users/alice");
+        assert_eq!(
+            json["avatar"],
+            "https://x.test/avatars/original/missing.png"
+        );
+        assert_eq!(
+            json["header_static"],
+            "https://x.test/headers/original/missing.png"
+        );
+        assert_eq!(json["display_name"], "Al \"ice\"");
+        assert_eq!(json["created_at"], "2024-01-31T00:00:00.000Z");
+        assert_eq!(json["last_status_at"], "2024-01-31");
+        let r = pb::Relationship {
+            id: 7,
+            ..Default::default()
+        };
+        let json = serde_json::to_value(Relationship::new(&r)).unwrap();
+        assert_eq!(
+            (json["id"].clone(), json["languages"].clone()),
+            ("7".into(), serde_json::Value::Null)
+        );
+    }
 }

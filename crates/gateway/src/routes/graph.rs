@@ -16,7 +16,7 @@ use crate::{
     auth::{Auth, MaybeAuth},
     error::{ApiError, ApiResult},
     input::{Params, opt_bool, opt_i64, opt_string_list, string_list},
-    mastodon::{Account, Relationship},
+    mastodon::{ACCOUNT_JSON_BYTES, Account, Relationship, json_response},
     pagination::{PageParams, limit, number},
     state::AppState,
 };
@@ -283,7 +283,7 @@ pub async fn relationships(
         .into_inner()
         .relationships;
     let body: Vec<Relationship> = found.iter().map(Relationship::new).collect();
-    Ok(Json(body).into_response())
+    Ok(json_response(&body, body.len() * 384))
 }
 
 /// Fetches one page of `list` of `account` and answers it with a `Link` header.
@@ -327,7 +327,7 @@ async fn account_list(
         entries.first().map(|e| e.cursor),
         entries.last().map(|e| e.cursor),
     );
-    let mut response = Json(body).into_response();
+    let mut response = json_response(&body, body.len() * ACCOUNT_JSON_BYTES);
     if let Some(link) = link {
         response.headers_mut().insert(LINK, link);
     }
@@ -469,5 +469,5 @@ pub async fn search(
         .accounts;
     let base_url = &state.config.instance.base_url;
     let body: Vec<Account> = accounts.iter().map(|a| Account::new(a, base_url)).collect();
-    Ok(Json(body).into_response())
+    Ok(json_response(&body, body.len() * ACCOUNT_JSON_BYTES))
 }

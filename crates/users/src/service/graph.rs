@@ -310,18 +310,24 @@ impl Users {
         let mut changed = Changed::default();
         let mut created = false;
         if state.following {
-            // Already following: only the options change.
+            // Already following: only the options change (an event only when some were
+            // given; consumers keep the latest, so a repeat of the same values is harmless).
             let (follow, _) = self
                 .store
                 .upsert_follow(&mut tx, me, target, options)
                 .await?;
-            self.emit(
-                &mut tx,
-                &mut changed,
-                topics::FOLLOW_UPDATED,
-                &edge_event(&follow),
-            )
-            .await?;
+            let given = options.reblogs.is_some()
+                || options.notify.is_some()
+                || options.languages.is_some();
+            if given {
+                self.emit(
+                    &mut tx,
+                    &mut changed,
+                    topics::FOLLOW_UPDATED,
+                    &edge_event(&follow),
+                )
+                .await?;
+            }
         } else if locked {
             if !state.requested {
                 refuse_new()?;
@@ -599,8 +605,16 @@ impl Users {
 
     /// After an unlock commits no request can be made any more, but one committed while
     /// the unlock waited for its locks was not among those it accepted: accept those too.
-    /// One more pass suffices; the bound is for safety.
-    pub(super) async fn accept_stragglers(&self, account: AccountId) -> Result<()> {
+    /// One more pass suffices; the bound is for safety. The unlock itself has committed,
+    /// so a failure here is logged, not reported: the requests stay pending, visible in
+    /// the follow requests list.
+    pub(super) async fn accept_stragglers(&self, account: AccountId) {
+        if let Err(e) = self.try_accept_stragglers(account).await {
+            tracing::warn!(error = %e, account_id = account.0, "late follow requests not accepted");
+        }
+    }
+
+    async fn try_accept_stragglers(&self, account: AccountId) -> Result<()> {
         for _ in 0..3 {
             let mut tx = self.store.begin().await?;
             let accepted = self.accept_pending(&mut tx, account).await?;

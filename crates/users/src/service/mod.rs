@@ -758,7 +758,7 @@ impl Users {
         self.outbox.committed();
         self.accounts.invalidate(&changed).await;
         if unlocking {
-            self.accept_stragglers(id).await?;
+            self.accept_stragglers(id).await;
         }
         Ok(pb::UpdateCredentialsResponse {
             result: Some(R::Account(account)),

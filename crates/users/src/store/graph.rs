@@ -297,6 +297,26 @@ fn page_sql(list: List, oldest_first: bool) -> &'static str {
     }
 }
 
+/// `LEFT JOIN LATERAL (SELECT ... LIMIT 1) alias ON true`: a lookup of at most one row
+/// per outer row. The `LIMIT` keeps the planner from flattening it into a join it could
+/// hash, so even a generic (cached) plan probes the pair index once per account instead
+/// of reading every edge of the viewer, which for a popular viewer is a large read.
+macro_rules! probe {
+    ($alias:literal, $columns:literal, $table:literal, $condition:expr) => {
+        concat!(
+            " LEFT JOIN LATERAL (SELECT ",
+            $columns,
+            " FROM ",
+            $table,
+            " x WHERE ",
+            $condition,
+            " LIMIT 1) ",
+            $alias,
+            " ON true"
+        )
+    };
+}
+
 /// Relationships from `$1` to each account of `$2` (unknown ids drop out by the join).
 const RELATIONSHIPS: &str = concat!(
     "SELECT a.id,
@@ -304,23 +324,60 @@ const RELATIONSHIPS: &str = concat!(
             COALESCE(f.show_reblogs, r.show_reblogs, false) AS showing_reblogs,
             COALESCE(f.notify, r.notify, false) AS notifying,
             COALESCE(f.languages, r.languages) AS languages,
-            EXISTS (SELECT 1 FROM follows x
-                    WHERE x.account_id = a.id AND x.target_account_id = $1) AS followed_by,
-            EXISTS (SELECT 1 FROM blocks x
-                    WHERE x.account_id = $1 AND x.target_account_id = a.id) AS blocking,
-            EXISTS (SELECT 1 FROM blocks x
-                    WHERE x.account_id = a.id AND x.target_account_id = $1) AS blocked_by,
+            fb.id IS NOT NULL AS followed_by,
+            bl.id IS NOT NULL AS blocking,
+            bb.id IS NOT NULL AS blocked_by,
             m.id IS NOT NULL AS muting,
             COALESCE(m.hide_notifications, false) AS muting_notifications,
             m.expires_at AS muting_expires_at,
             r.id IS NOT NULL AS requested,
-            EXISTS (SELECT 1 FROM follow_requests x
-                    WHERE x.account_id = a.id AND x.target_account_id = $1) AS requested_by
-     FROM accounts a
-     LEFT JOIN follows f ON f.account_id = $1 AND f.target_account_id = a.id
-     LEFT JOIN follow_requests r ON r.account_id = $1 AND r.target_account_id = a.id
-     LEFT JOIN mutes m ON m.account_id = $1 AND m.target_account_id = a.id AND ",
-    active_mute!("m"),
+            rb.id IS NOT NULL AS requested_by
+     FROM accounts a",
+    probe!(
+        "f",
+        "id, show_reblogs, notify, languages",
+        "follows",
+        "x.account_id = $1 AND x.target_account_id = a.id"
+    ),
+    probe!(
+        "r",
+        "id, show_reblogs, notify, languages",
+        "follow_requests",
+        "x.account_id = $1 AND x.target_account_id = a.id"
+    ),
+    probe!(
+        "m",
+        "id, hide_notifications, expires_at",
+        "mutes",
+        concat!(
+            "x.account_id = $1 AND x.target_account_id = a.id AND ",
+            active_mute!("x")
+        )
+    ),
+    probe!(
+        "fb",
+        "id",
+        "follows",
+        "x.account_id = a.id AND x.target_account_id = $1"
+    ),
+    probe!(
+        "bl",
+        "id",
+        "blocks",
+        "x.account_id = $1 AND x.target_account_id = a.id"
+    ),
+    probe!(
+        "bb",
+        "id",
+        "blocks",
+        "x.account_id = a.id AND x.target_account_id = $1"
+    ),
+    probe!(
+        "rb",
+        "id",
+        "follow_requests",
+        "x.account_id = a.id AND x.target_account_id = $1"
+    ),
     "
      WHERE a.id = ANY($2)"
 );
@@ -406,21 +463,36 @@ const ACTIVE_FOLLOWER_IDS: &str = "SELECT f.id, f.account_id FROM follows f
        AND (SELECT c.last_active_at FROM credentials c WHERE c.account_id = f.account_id) >= $3
      ORDER BY f.id LIMIT $4";
 
-/// Which of `$2` viewer `$1` blocks, is blocked by, or mutes.
+/// Which of `$2` viewer `$1` blocks, is blocked by, or mutes (probes as in
+/// [`RELATIONSHIPS`]).
 const FILTER: &str = concat!(
-    "SELECT t.id, b.blocked, m.id IS NOT NULL AS muted,
-                    COALESCE(m.hide_notifications, false) AS muted_notifications
-             FROM unnest($2::bigint[]) AS t(id)
-             CROSS JOIN LATERAL (
-                 SELECT EXISTS (SELECT 1 FROM blocks x
-                                WHERE x.account_id = $1 AND x.target_account_id = t.id)
-                     OR EXISTS (SELECT 1 FROM blocks x
-                                WHERE x.account_id = t.id AND x.target_account_id = $1)
-                        AS blocked) b
-             LEFT JOIN mutes m ON m.account_id = $1 AND m.target_account_id = t.id AND ",
-    active_mute!("m"),
+    "SELECT t.id, bl.id IS NOT NULL OR bb.id IS NOT NULL AS blocked,
+            m.id IS NOT NULL AS muted,
+            COALESCE(m.hide_notifications, false) AS muted_notifications
+     FROM unnest($2::bigint[]) AS t(id)",
+    probe!(
+        "bl",
+        "id",
+        "blocks",
+        "x.account_id = $1 AND x.target_account_id = t.id"
+    ),
+    probe!(
+        "bb",
+        "id",
+        "blocks",
+        "x.account_id = t.id AND x.target_account_id = $1"
+    ),
+    probe!(
+        "m",
+        "id, hide_notifications",
+        "mutes",
+        concat!(
+            "x.account_id = $1 AND x.target_account_id = t.id AND ",
+            active_mute!("x")
+        )
+    ),
     "
-             WHERE b.blocked OR m.id IS NOT NULL"
+     WHERE bl.id IS NOT NULL OR bb.id IS NOT NULL OR m.id IS NOT NULL"
 );
 
 impl Store {
