@@ -301,6 +301,9 @@ fn page_sql(list: List, oldest_first: bool) -> &'static str {
 /// per outer row. The `LIMIT` keeps the planner from flattening it into a join it could
 /// hash, so even a generic (cached) plan probes the pair index once per account instead
 /// of reading every edge of the viewer, which for a popular viewer is a large read.
+/// Existence lookups select a constant, not a column: asking for `id` (in no two-column
+/// index) makes the planner prefer an index-only scan of a covering index that has only
+/// one of the two columns as a key, filtering the viewer's edges one by one.
 macro_rules! probe {
     ($alias:literal, $columns:literal, $table:literal, $condition:expr) => {
         concat!(
@@ -324,14 +327,14 @@ const RELATIONSHIPS: &str = concat!(
             COALESCE(f.show_reblogs, r.show_reblogs, false) AS showing_reblogs,
             COALESCE(f.notify, r.notify, false) AS notifying,
             COALESCE(f.languages, r.languages) AS languages,
-            fb.id IS NOT NULL AS followed_by,
-            bl.id IS NOT NULL AS blocking,
-            bb.id IS NOT NULL AS blocked_by,
+            fb.hit IS NOT NULL AS followed_by,
+            bl.hit IS NOT NULL AS blocking,
+            bb.hit IS NOT NULL AS blocked_by,
             m.id IS NOT NULL AS muting,
             COALESCE(m.hide_notifications, false) AS muting_notifications,
             m.expires_at AS muting_expires_at,
             r.id IS NOT NULL AS requested,
-            rb.id IS NOT NULL AS requested_by
+            rb.hit IS NOT NULL AS requested_by
      FROM accounts a",
     probe!(
         "f",
@@ -356,25 +359,25 @@ const RELATIONSHIPS: &str = concat!(
     ),
     probe!(
         "fb",
-        "id",
+        "1 AS hit",
         "follows",
         "x.account_id = a.id AND x.target_account_id = $1"
     ),
     probe!(
         "bl",
-        "id",
+        "1 AS hit",
         "blocks",
         "x.account_id = $1 AND x.target_account_id = a.id"
     ),
     probe!(
         "bb",
-        "id",
+        "1 AS hit",
         "blocks",
         "x.account_id = a.id AND x.target_account_id = $1"
     ),
     probe!(
         "rb",
-        "id",
+        "1 AS hit",
         "follow_requests",
         "x.account_id = a.id AND x.target_account_id = $1"
     ),
@@ -388,8 +391,9 @@ const PAIR_STATE: &str = "SELECT EXISTS (SELECT 1 FROM follows
                     EXISTS (SELECT 1 FROM follow_requests
                             WHERE account_id = $1 AND target_account_id = $2) AS requested,
                     EXISTS (SELECT 1 FROM blocks
-                            WHERE (account_id = $1 AND target_account_id = $2)
-                               OR (account_id = $2 AND target_account_id = $1)) AS blocked";
+                            WHERE account_id = $1 AND target_account_id = $2)
+                    OR EXISTS (SELECT 1 FROM blocks
+                               WHERE account_id = $2 AND target_account_id = $1) AS blocked";
 
 /// Deletes the follow `$1 → $2`.
 const DELETE_FOLLOW: &str = concat!(
@@ -466,19 +470,19 @@ const ACTIVE_FOLLOWER_IDS: &str = "SELECT f.id, f.account_id FROM follows f
 /// Which of `$2` viewer `$1` blocks, is blocked by, or mutes (probes as in
 /// [`RELATIONSHIPS`]).
 const FILTER: &str = concat!(
-    "SELECT t.id, bl.id IS NOT NULL OR bb.id IS NOT NULL AS blocked,
+    "SELECT t.id, bl.hit IS NOT NULL OR bb.hit IS NOT NULL AS blocked,
             m.id IS NOT NULL AS muted,
             COALESCE(m.hide_notifications, false) AS muted_notifications
      FROM unnest($2::bigint[]) AS t(id)",
     probe!(
         "bl",
-        "id",
+        "1 AS hit",
         "blocks",
         "x.account_id = $1 AND x.target_account_id = t.id"
     ),
     probe!(
         "bb",
-        "id",
+        "1 AS hit",
         "blocks",
         "x.account_id = t.id AND x.target_account_id = $1"
     ),
@@ -492,7 +496,7 @@ const FILTER: &str = concat!(
         )
     ),
     "
-     WHERE bl.id IS NOT NULL OR bb.id IS NOT NULL OR m.id IS NOT NULL"
+     WHERE bl.hit IS NOT NULL OR bb.hit IS NOT NULL OR m.id IS NOT NULL"
 );
 
 impl Store {
