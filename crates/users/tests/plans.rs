@@ -61,6 +61,9 @@ async fn migrated() -> TestDatabase {
 /// yet; 1 in 20 accounts is locked; follow targets are skewed towards low ids, as
 /// popularity is; 1 in 60 accounts was active each of the last 60 days.
 const LOAD: &str = "
+-- The dev cluster runs with synchronous_commit = off; VACUUM can only mark pages
+-- all-visible once the load's commit is flushed, so flush it.
+SET synchronous_commit = on;
 SET search_path = users;
 SET session_replication_role = replica;
 SELECT setseed(0.42);
