@@ -4,7 +4,8 @@
 # account caches and with caches that keep nothing (L1 and L2 TTLs of 1 ms), next to a
 # bare axum "hello" in the same run. Release builds, own ports and database; stops
 # everything it started.
-#   deploy/dev/bench-graph.sh [duration, default 15s]
+#   deploy/dev/bench-graph.sh [duration, default 15s]     ROUNDS=n (default 1) repeats each
+#   measurement n times, alternating, to see this shared machine's run-to-run swing
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=deploy/dev/lib.sh
@@ -66,12 +67,15 @@ phase() { # label
     local rel="$B/api/v1/accounts/relationships?$IDS" page="$B/api/v1/accounts/$STAR/followers?limit=40"
     [[ $(curl -fsS "$rel" -H "Authorization: Bearer $TOKEN" | jq length) == 40 ]] || die "relationships: expected 40"
     [[ $(curl -fsS "$page" -H "Authorization: Bearer $TOKEN" | jq length) == 40 ]] || die "followers: expected 40"
-    run "relationships x40 ($1)" "$rel"
-    run "followers page of 40 ($1)" "$page"
+    for ((i = 1; i <= ROUNDS; i++)); do
+        run "relationships x40 ($1)" "$rel"
+        run "followers page of 40 ($1)" "$page"
+        run "bare axum hello" "http://127.0.0.1:$HELLO_PORT/hello"
+    done
     deploy/dev/stack.sh stop-bg >/dev/null
 }
 
-log "wrk -t2 -c64 -d$DURATION; gateway, users, Postgres, Redis and wrk share this machine's $(nproc) cores"
-run "bare axum hello" "http://127.0.0.1:$HELLO_PORT/hello"
+ROUNDS="${ROUNDS:-1}"
+log "wrk -t2 -c64 -d$DURATION, $ROUNDS round(s); gateway, users, Postgres, Redis and wrk share this machine's $(nproc) cores"
 phase "warm caches"
 USERS_ACCOUNT_L1_TTL_MS=1 USERS_ACCOUNT_L2_TTL_MS=1 phase "no account cache"
