@@ -13,6 +13,10 @@ pub const DEFAULT_DATABASE_URL: &str =
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// Everything the users service needs to run.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -43,6 +47,12 @@ pub struct Config {
     /// How recently a follower must have used the service to count as active for
     /// fan-out: `USERS_ACTIVE_WINDOW_MS` (default 7 days, Mastodon's).
     pub active_window: Duration,
+    /// Threads hashing passwords (argon2id, 19 MiB each while it runs):
+    /// `USERS_HASH_THREADS` (default: the number of CPUs).
+    pub hash_threads: usize,
+    /// Password checks that may wait for a hashing thread before sign-ins are refused
+    /// with 503: `USERS_HASH_QUEUE` (default 256).
+    pub hash_queue: usize,
 }
 
 impl Config {
@@ -66,6 +76,8 @@ impl Config {
             follow_limit: env_parse("USERS_FOLLOW_LIMIT", 400)?,
             follow_limit_window: env_millis("USERS_FOLLOW_LIMIT_WINDOW_MS", DAY_MS)?,
             active_window: env_millis("USERS_ACTIVE_WINDOW_MS", 7 * DAY_MS)?,
+            hash_threads: env_parse("USERS_HASH_THREADS", cpus())?,
+            hash_queue: env_parse("USERS_HASH_QUEUE", 256)?,
         })
     }
 
@@ -84,6 +96,8 @@ impl Config {
             follow_limit: 400,
             follow_limit_window: Duration::from_millis(DAY_MS),
             active_window: Duration::from_millis(7 * DAY_MS),
+            hash_threads: 2,
+            hash_queue: 256,
         }
     }
 }

@@ -21,6 +21,9 @@ pub enum Error {
     /// `x-ratelimit-remaining` (0) and `x-ratelimit-reset` (Unix seconds) metadata.
     #[error("rate limit exceeded")]
     RateLimited { limit: u64, reset_at: u64 },
+    /// More work queued than the service takes (password hashing). UNAVAILABLE.
+    #[error("too busy, retry later")]
+    Overloaded,
     /// Lost a race with a concurrent write and rolled back. ABORTED (retryable).
     #[error("conflicting concurrent change, retry")]
     Aborted,
@@ -63,6 +66,10 @@ impl From<Error> for Status {
             Error::Unauthenticated => Status::new(Code::Unauthenticated, e.to_string()),
             Error::PermissionDenied(msg) => Status::new(Code::PermissionDenied, msg),
             Error::Aborted => Status::new(Code::Aborted, e.to_string()),
+            Error::Overloaded => {
+                tracing::warn!("password hashing queue full, refusing");
+                Status::new(Code::Unavailable, e.to_string())
+            }
             Error::RateLimited { limit, reset_at } => {
                 let mut status = Status::new(Code::ResourceExhausted, e.to_string());
                 let metadata = status.metadata_mut();

@@ -17,6 +17,7 @@ pub mod config;
 pub mod domain;
 mod error;
 pub mod grpc;
+pub mod hashing;
 pub mod service;
 pub mod store;
 
@@ -92,6 +93,7 @@ pub async fn run(
         ),
         domain: config.domain.clone(),
         active_window: config.active_window,
+        hasher: hashing::Hasher::new(config.hash_threads, config.hash_queue)?,
     })?);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

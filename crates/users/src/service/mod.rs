@@ -17,6 +17,7 @@ use rookery_proto::users::v1 as pb;
 use crate::{
     Error, Result,
     domain::{self, AccountId, AppId, Email, FieldError, Password, Scopes, Username},
+    hashing::Hasher,
     store::{AccountChanges, AppRow, NewAccount, NewToken, Store, TokenRow},
 };
 
@@ -102,6 +103,8 @@ pub struct Parts {
     pub domain: String,
     /// How recently a follower must have been active to be fanned out to.
     pub active_window: Duration,
+    /// Password hashing threads.
+    pub hasher: Hasher,
 }
 
 /// The users service.
@@ -118,6 +121,8 @@ pub struct Users {
     decoy_hash: String,
     /// Accounts whose activity this process recorded lately.
     recently_active: moka::future::Cache<i64, ()>,
+    /// Where passwords are hashed and verified.
+    hasher: Hasher,
 }
 
 /// How long this process skips recording an account's activity again.
@@ -140,6 +145,7 @@ impl Users {
                 .max_capacity(100_000)
                 .time_to_live(ACTIVITY_RECHECK)
                 .build(),
+            hasher: parts.hasher,
         })
     }
 
@@ -414,9 +420,10 @@ impl Users {
             None => (None, self.decoy_hash.clone()),
         };
         let password = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let ok = self
+            .hasher
+            .run(move || verify_password(&password, &hash))
+            .await?;
         Ok(account.filter(|_| ok))
     }
 
@@ -588,9 +595,10 @@ impl Users {
             .ok_or(Error::Unauthenticated)?;
         let scopes = Scopes::parse(&req.scopes, &app.scopes).map_err(Error::InvalidArgument)?;
         let secret = password.expose().to_owned();
-        let password_hash = tokio::task::spawn_blocking(move || hash_password_blocking(&secret))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
+        let password_hash = self
+            .hasher
+            .run(move || hash_password_blocking(&secret))
+            .await??;
         let locale = if req.locale.trim().is_empty() {
             "en"
         } else {
