@@ -738,7 +738,16 @@ async fn follows_are_rate_limited() {
     for _ in 0..3 {
         targets.push(stack.account(&app, "target").await.1);
     }
-    json_ok(stack.act(&alice, &targets[0], "follow", &[]).await).await;
+    // Every follow says where the caller stands (as Mastodon does).
+    let res = stack.act(&alice, &targets[0], "follow", &[]).await;
+    let remaining = |res: &reqwest::Response| {
+        res.headers()
+            .get("x-ratelimit-remaining")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(remaining(&res).as_deref(), Some("1"));
+    assert!(res.headers().get("retry-after").is_none());
+    json_ok(res).await;
     json_ok(stack.act(&alice, &targets[1], "follow", &[]).await).await;
     let res = stack.act(&alice, &targets[2], "follow", &[]).await;
     let header = |name: &str| {
@@ -753,13 +762,13 @@ async fn follows_are_rate_limited() {
     assert!(retry > 0 && retry <= 24 * 3600);
     json_error(res, 429).await;
     assert_eq!(counts(&stack, &targets[2]).await, (0, 0));
-    // Changing the options of an existing follow is not a new follow.
-    json_ok(
-        stack
-            .act(&alice, &targets[0], "follow", &[("notify", "true")])
-            .await,
-    )
-    .await;
+    // Changing the options of an existing follow is not a new follow (and the refused
+    // one above was given back: still nothing left, not less than nothing).
+    let res = stack
+        .act(&alice, &targets[0], "follow", &[("notify", "true")])
+        .await;
+    assert_eq!(remaining(&res).as_deref(), Some("0"));
+    json_ok(res).await;
 }
 
 #[tokio::test]

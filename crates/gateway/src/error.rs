@@ -168,15 +168,16 @@ impl From<tonic::Status> for ApiError {
         }
         let mut error = ApiError::new(status, msg);
         if s.code() == Code::ResourceExhausted {
-            error.headers = Some(Box::new(rate_limit_headers(s.metadata())));
+            error.headers = Some(Box::new(rate_limit_headers(s.metadata(), true)));
         }
         error
     }
 }
 
-/// Mastodon's rate-limit headers from a RESOURCE_EXHAUSTED status's metadata:
-/// `X-RateLimit-Limit`, `-Remaining`, `-Reset` (ISO 8601) and `Retry-After` (seconds).
-fn rate_limit_headers(metadata: &tonic::metadata::MetadataMap) -> HeaderMap {
+/// Mastodon's rate-limit headers from gRPC metadata (a RESOURCE_EXHAUSTED status's, or a
+/// successful reply's): `X-RateLimit-Limit`, `-Remaining`, `-Reset` (ISO 8601), and with
+/// `retry_after` also `Retry-After` (seconds).
+pub fn rate_limit_headers(metadata: &tonic::metadata::MetadataMap, retry_after: bool) -> HeaderMap {
     let number = |key: &str| {
         metadata
             .get(key)
@@ -199,8 +200,10 @@ fn rate_limit_headers(metadata: &tonic::metadata::MetadataMap) -> HeaderMap {
         {
             headers.insert("x-ratelimit-reset", v);
         }
-        let wait = (reset - chrono::Utc::now().timestamp()).max(1);
-        headers.insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
+        if retry_after {
+            let wait = (reset - chrono::Utc::now().timestamp()).max(1);
+            headers.insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
+        }
     }
     headers
 }

@@ -27,6 +27,8 @@ pub struct Decision {
     pub reset_at: u64,
     /// The window the action was counted in (for [`RateLimit::undo`]).
     window: u64,
+    /// Actions counted in the window, this one included.
+    count: u64,
 }
 
 impl RateLimit {
@@ -73,12 +75,13 @@ impl RateLimit {
             remaining: self.limit.saturating_sub(count),
             reset_at: (epoch + 1) * window,
             window: epoch,
+            count,
         })
     }
 
     /// Takes back an action counted by `hit` that did not happen after all (it was
-    /// refused, or turned out not to be a new one).
-    pub async fn undo(&self, subject: &str, decision: &Decision) -> Result<()> {
+    /// refused, or turned out not to be a new one); `decision` then shows what is left.
+    pub async fn undo(&self, subject: &str, decision: &mut Decision) -> Result<()> {
         let key = self.key(subject, decision.window);
         // If the window's key expired meanwhile, recreate it with its expiry rather than
         // leave a DECR-made key that never expires.
@@ -93,6 +96,9 @@ impl RateLimit {
             .cmd("DECR")
             .arg(&key)
             .ignore();
-        self.redis.pipe::<()>(&pipe).await
+        self.redis.pipe::<()>(&pipe).await?;
+        decision.count = decision.count.saturating_sub(1);
+        decision.remaining = self.limit.saturating_sub(decision.count);
+        Ok(())
     }
 }

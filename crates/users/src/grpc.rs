@@ -110,7 +110,16 @@ impl users_server::Users for UsersGrpc {
     }
 
     async fn follow(&self, req: Request<pb::FollowRequest>) -> Reply<pb::Relationship> {
-        reply(self.0.follow(req.into_inner()).await)
+        let (relationship, decision) = self.0.follow(req.into_inner()).await?;
+        let mut response = Response::new(relationship);
+        // Where the caller stands against the follow limit (the gateway's X-RateLimit-*).
+        if let Some(d) = decision {
+            let metadata = response.metadata_mut();
+            metadata.insert("x-ratelimit-limit", d.limit.into());
+            metadata.insert("x-ratelimit-remaining", d.remaining.into());
+            metadata.insert("x-ratelimit-reset", d.reset_at.into());
+        }
+        Ok(response)
     }
 
     async fn unfollow(&self, req: Request<pb::PairRequest>) -> Reply<pb::Relationship> {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::{
     auth::{Auth, MaybeAuth},
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, rate_limit_headers},
     input::{Params, opt_bool, opt_i64, opt_string_list, string_list},
     mastodon::{ACCOUNT_JSON_BYTES, Account, Relationship, json_response},
     pagination::{PageParams, limit, number},
@@ -73,7 +73,7 @@ pub async fn follow(
     Params(p): Params<FollowParams>,
 ) -> ApiResult<Response> {
     let pair = pair(&auth, &["write:follows"], &id)?;
-    let relationship = state
+    let reply = state
         .users()
         .follow(pb::FollowRequest {
             account_id: pair.account_id,
@@ -82,15 +82,18 @@ pub async fn follow(
             notify: p.notify,
             languages: p.languages.map(|codes| pb::LanguageList { codes }),
         })
-        .await?
-        .into_inner();
-    Ok(changed(
+        .await?;
+    // Mastodon reports the follow limit on every follow, not only on the 429.
+    let limits = rate_limit_headers(reply.metadata(), false);
+    let mut response = changed(
         &state,
         AccountId(pair.account_id),
         AccountId(pair.target_id),
-        relationship,
+        reply.into_inner(),
     )
-    .await)
+    .await;
+    response.headers_mut().extend(limits);
+    Ok(response)
 }
 
 /// The pair mutations that take no parameters.

@@ -263,8 +263,13 @@ impl Users {
         }
     }
 
+    /// Follows (see the RPC); also returns where the caller stands against the follow
+    /// limit (`None` when Redis could not say), which Mastodon reports on every follow.
     #[tracing::instrument(skip_all, fields(account_id = req.account_id, target_id = req.target_id))]
-    pub async fn follow(&self, req: pb::FollowRequest) -> Result<pb::Relationship> {
+    pub async fn follow(
+        &self,
+        req: pb::FollowRequest,
+    ) -> Result<(pb::Relationship, Option<Decision>)> {
         let (me, target) = pair(req.account_id, req.target_id, "You cannot follow yourself")?;
         let languages = languages(req.languages)?;
         let options = FollowOptions {
@@ -275,15 +280,15 @@ impl Users {
         // Counted before the transaction, so that no Redis round trip happens while the
         // pair's rows (a popular account's among them) are locked; given back unless a new
         // follow or request comes of it.
-        let decision = self.count_follow(me).await;
+        let mut decision = self.count_follow(me).await;
         let outcome = self.follow_locked(me, target, &options, decision).await;
-        if let Some(decision) = &decision
+        if let Some(d) = &mut decision
             && !matches!(outcome, Ok((_, true)))
-            && let Err(e) = self.follow_limit.undo(&me.to_string(), decision).await
+            && let Err(e) = self.follow_limit.undo(&me.to_string(), d).await
         {
             tracing::warn!(error = %e, "follow rate limit not given back");
         }
-        outcome.map(|(relationship, _)| relationship)
+        outcome.map(|(relationship, _)| (relationship, decision))
     }
 
     /// The transaction of [`Users::follow`]; true when a follow or request was created.
