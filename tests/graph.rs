@@ -454,6 +454,42 @@ async fn mutes_with_duration_and_notifications() {
 }
 
 #[tokio::test]
+async fn expired_mutes_are_swept_and_announced() {
+    let stack = spawn_configured(&rookery_kit::testing::redis_url(), |c| {
+        c.mute_sweep = Duration::from_millis(100);
+    })
+    .await;
+    let app = stack.create_app().await;
+    let (alice, _) = stack.account(&app, "alice").await;
+    let (_, bob_id) = stack.account(&app, "bob").await;
+    let (_, carol_id) = stack.account(&app, "carol").await;
+    json_ok(
+        stack
+            .act(&alice, &bob_id, "mute", &[("duration", "1")])
+            .await,
+    )
+    .await;
+    json_ok(stack.act(&alice, &carol_id, "mute", &[]).await).await;
+    let swept = eventually(Duration::from_secs(5), || async {
+        let deleted = stack
+            .user_events()
+            .await
+            .into_iter()
+            .filter(|(t, _)| t == "mute.deleted")
+            .count();
+        (deleted > 0).then_some(deleted)
+    })
+    .await;
+    assert_eq!(swept, Some(1), "the expired mute was not announced once");
+    assert_eq!(relationship(&stack, &alice, &bob_id).await["muting"], false);
+    // The mute without an end stays.
+    assert_eq!(
+        ids(&json_ok(stack.get("/api/v1/mutes", Some(&alice)).await).await),
+        vec![carol_id]
+    );
+}
+
+#[tokio::test]
 async fn followers_paginate_by_cursor_with_link_headers() {
     let stack = spawn().await;
     let app = stack.create_app().await;

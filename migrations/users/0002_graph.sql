@@ -71,6 +71,8 @@ CREATE TABLE mutes (
 CREATE UNIQUE INDEX mutes_pair ON mutes (account_id, target_account_id);
 CREATE INDEX mutes_by_account ON mutes (account_id, id) INCLUDE (target_account_id, expires_at);
 CREATE INDEX mutes_by_target ON mutes (target_account_id, account_id);
+-- The sweeper deletes mutes that ran out (and announces it), oldest expiry first.
+CREATE INDEX mutes_expiry ON mutes (expires_at) WHERE expires_at IS NOT NULL;
 
 -- Counters kept exact by the database itself: whatever inserts or deletes an edge
 -- (including ON DELETE CASCADE) moves the counts in the same transaction. Writers lock

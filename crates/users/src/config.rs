@@ -47,6 +47,9 @@ pub struct Config {
     /// How recently a follower must have used the service to count as active for
     /// fan-out: `USERS_ACTIVE_WINDOW_MS` (default 7 days, Mastodon's).
     pub active_window: Duration,
+    /// How often expired mutes are deleted (with `mute.deleted`): `USERS_MUTE_SWEEP_MS`
+    /// (default 60 000).
+    pub mute_sweep: Duration,
     /// Threads hashing passwords (argon2id, 19 MiB each while it runs):
     /// `USERS_HASH_THREADS` (default: the number of CPUs).
     pub hash_threads: usize,
@@ -76,6 +79,7 @@ impl Config {
             follow_limit: env_parse("USERS_FOLLOW_LIMIT", 400)?,
             follow_limit_window: env_millis("USERS_FOLLOW_LIMIT_WINDOW_MS", DAY_MS)?,
             active_window: env_millis("USERS_ACTIVE_WINDOW_MS", 7 * DAY_MS)?,
+            mute_sweep: env_millis("USERS_MUTE_SWEEP_MS", 60_000)?,
             hash_threads: env_parse("USERS_HASH_THREADS", cpus())?,
             hash_queue: env_parse("USERS_HASH_QUEUE", 256)?,
         })
@@ -96,6 +100,7 @@ impl Config {
             follow_limit: 400,
             follow_limit_window: Duration::from_millis(DAY_MS),
             active_window: Duration::from_millis(7 * DAY_MS),
+            mute_sweep: Duration::from_secs(60),
             hash_threads: 2,
             hash_queue: 256,
         }

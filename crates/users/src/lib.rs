@@ -21,7 +21,7 @@ pub mod hashing;
 pub mod service;
 pub mod store;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use rookery_kit::{
     cache::{CacheHub, CacheOptions, TieredCache, names},
@@ -96,6 +96,8 @@ pub async fn run(
         hasher: hashing::Hasher::new(config.hash_threads, config.hash_queue)?,
     })?);
 
+    spawn_mute_sweeper(users.clone(), config.mute_sweep, shutdown.clone());
+
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<UsersServer<grpc::UsersGrpc>>()
@@ -136,6 +138,26 @@ pub async fn run(
         .map_err(|e| Error::Internal(format!("grpc server: {e}")))?;
     let _ = http_server.await;
     Ok(())
+}
+
+/// Deletes expired mutes every `every` until `shutdown`. Every replica runs one; they
+/// skip each other's rows.
+fn spawn_mute_sweeper(users: Arc<service::Users>, every: Duration, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match users.sweep_expired_mutes(500).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(swept = n, "expired mutes deleted"),
+                Err(e) => tracing::warn!(error = %e, "expired mutes not swept"),
+            }
+        }
+    });
 }
 
 impl From<std::io::Error> for Error {

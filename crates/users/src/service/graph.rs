@@ -638,6 +638,39 @@ impl Users {
         Ok(())
     }
 
+    /// Deletes mutes that ran out, announcing each with `mute.deleted` (consumers need
+    /// not track expiry themselves), in batches of `batch` until none are left; returns
+    /// how many went.
+    pub async fn sweep_expired_mutes(&self, batch: i64) -> Result<usize> {
+        let mut swept = 0;
+        loop {
+            let mut tx = self.store.begin().await?;
+            let expired = self.store.sweep_expired_mutes(&mut tx, batch).await?;
+            let mut changed = Changed::default();
+            for mute in &expired {
+                let event = pb::GraphEvent {
+                    id: mute.id,
+                    account_id: mute.account_id,
+                    target_account_id: mute.target_account_id,
+                    hide_notifications: mute.hide_notifications,
+                    expires_at_ms: mute.expires_at.map(|t| t.timestamp_millis()),
+                    created_at_ms: mute.created_at.timestamp_millis(),
+                    ..Default::default()
+                };
+                self.emit(&mut tx, &mut changed, topics::MUTE_DELETED, &event)
+                    .await?;
+            }
+            tx.commit().await?;
+            if changed.events {
+                self.outbox.committed();
+            }
+            swept += expired.len();
+            if (expired.len() as i64) < batch {
+                return Ok(swept);
+            }
+        }
+    }
+
     /// Relationships from `viewer` to `ids`: one statement whatever their number.
     pub async fn relationships(&self, viewer: i64, ids: &[i64]) -> Result<Vec<pb::Relationship>> {
         let rows = self.store.relationships(AccountId(viewer), ids).await?;

@@ -467,6 +467,13 @@ const ACTIVE_FOLLOWER_IDS: &str = "SELECT f.id, f.account_id FROM follows f
        AND (SELECT c.last_active_at FROM credentials c WHERE c.account_id = f.account_id) >= $3
      ORDER BY f.id LIMIT $4";
 
+/// Deletes up to `$1` expired mutes. (`= ANY(ARRAY(...))`, not `IN (...)`: an index
+/// condition on the primary key, where `IN` gets a hash join over every mute.)
+const SWEEP_MUTES: &str = "DELETE FROM mutes WHERE id = ANY (ARRAY(
+         SELECT id FROM mutes WHERE expires_at <= now()
+         ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED))
+     RETURNING id, account_id, target_account_id, hide_notifications, expires_at, created_at";
+
 /// Which of `$2` viewer `$1` blocks, is blocked by, or mutes (probes as in
 /// [`RELATIONSHIPS`]).
 const FILTER: &str = concat!(
@@ -707,6 +714,20 @@ impl Store {
         .await?)
     }
 
+    /// Deletes up to `limit` mutes that ran out, oldest expiry first. Rows a concurrent
+    /// re-mute holds are skipped (that write replaces them), and so are those another
+    /// replica's sweeper is deleting.
+    pub async fn sweep_expired_mutes(
+        &self,
+        conn: &mut PgConnection,
+        limit: i64,
+    ) -> Result<Vec<MuteRow>> {
+        Ok(sqlx::query_as(SWEEP_MUTES)
+            .bind(limit)
+            .fetch_all(conn)
+            .await?)
+    }
+
     /// Deletes the mute `a → b` (an expired one too, but reports only an active one).
     pub async fn delete_mute(
         &self,
@@ -907,6 +928,7 @@ pub fn statements_for_plans() -> Vec<(&'static str, &'static str, &'static str)>
         ("block: sever follows", SEVER_FOLLOWS, "(1, 2)"),
         ("block: sever requests", SEVER_REQUESTS, "(1, 2)"),
         ("lock pair", LOCK_PAIR, "(ARRAY[1, 2]::bigint[])"),
+        ("expired mutes sweep", SWEEP_MUTES, "(500)"),
         ("lock requesters", LOCK_REQUESTERS, "(1)"),
         (
             "accept requests",
