@@ -7,6 +7,7 @@ use axum::{
     extract::{Path, State},
     http::{Uri, header::LINK},
     response::{IntoResponse, Response},
+    routing::{MethodRouter, post},
 };
 use rookery_kit::ids::AccountId;
 use rookery_proto::users::v1 as pb;
@@ -96,7 +97,7 @@ pub async fn follow(
     Ok(response)
 }
 
-/// The pair mutations that take no parameters.
+/// The pair mutations that take no parameters (see [`pair_route`]).
 #[derive(Clone, Copy)]
 pub enum PairAction {
     Unfollow,
@@ -142,67 +143,15 @@ async fn pair_action(
     Ok(changed(&state, me, other, relationship).await)
 }
 
-/// `POST /api/v1/accounts/:id/unfollow`
-pub async fn unfollow(
-    State(state): State<AppState>,
-    auth: Auth,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    pair_action(state, auth, id, PairAction::Unfollow).await
-}
-
-/// `POST /api/v1/accounts/:id/remove_from_followers`
-pub async fn remove_from_followers(
-    State(state): State<AppState>,
-    auth: Auth,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    pair_action(state, auth, id, PairAction::RemoveFromFollowers).await
-}
-
-/// `POST /api/v1/follow_requests/:id/authorize`
-pub async fn authorize(
-    State(state): State<AppState>,
-    auth: Auth,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    pair_action(state, auth, id, PairAction::Authorize).await
-}
-
-/// `POST /api/v1/follow_requests/:id/reject`
-pub async fn reject(
-    State(state): State<AppState>,
-    auth: Auth,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    pair_action(state, auth, id, PairAction::Reject).await
-}
-
-/// `POST /api/v1/accounts/:id/block`: also removes follows both ways.
-pub async fn block(
-    State(state): State<AppState>,
-    auth: Auth,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    pair_action(state, auth, id, PairAction::Block).await
-}
-
-/// `POST /api/v1/accounts/:id/unblock`
-pub async fn unblock(
-    State(state): State<AppState>,
-    auth: Auth,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    pair_action(state, auth, id, PairAction::Unblock).await
-}
-
-/// `POST /api/v1/accounts/:id/unmute`
-pub async fn unmute(
-    State(state): State<AppState>,
-    auth: Auth,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    pair_action(state, auth, id, PairAction::Unmute).await
+/// The `POST` route of a parameterless pair mutation: `/api/v1/accounts/:id/unfollow`,
+/// `remove_from_followers`, `block` (also removes follows both ways), `unblock`, `unmute`,
+/// and `/api/v1/follow_requests/:id/authorize`, `reject`.
+pub fn pair_route(action: PairAction) -> MethodRouter<AppState> {
+    post(
+        move |State(state): State<AppState>, auth: Auth, Path(id): Path<String>| {
+            pair_action(state, auth, id, action)
+        },
+    )
 }
 
 #[derive(Deserialize)]

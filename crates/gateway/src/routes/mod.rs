@@ -11,6 +11,7 @@ use axum::{
 };
 
 use crate::state::AppState;
+use graph::PairAction;
 
 /// Every route the gateway serves (ops endpoints are added in [`crate::app`]).
 pub fn router() -> Router<AppState> {
@@ -40,23 +41,38 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/accounts/relationships", get(graph::relationships))
         .route("/api/v1/accounts/{id}", get(accounts::show))
         .route("/api/v1/accounts/{id}/follow", post(graph::follow))
-        .route("/api/v1/accounts/{id}/unfollow", post(graph::unfollow))
+        .route(
+            "/api/v1/accounts/{id}/unfollow",
+            graph::pair_route(PairAction::Unfollow),
+        )
         .route(
             "/api/v1/accounts/{id}/remove_from_followers",
-            post(graph::remove_from_followers),
+            graph::pair_route(PairAction::RemoveFromFollowers),
         )
-        .route("/api/v1/accounts/{id}/block", post(graph::block))
-        .route("/api/v1/accounts/{id}/unblock", post(graph::unblock))
+        .route(
+            "/api/v1/accounts/{id}/block",
+            graph::pair_route(PairAction::Block),
+        )
+        .route(
+            "/api/v1/accounts/{id}/unblock",
+            graph::pair_route(PairAction::Unblock),
+        )
         .route("/api/v1/accounts/{id}/mute", post(graph::mute))
-        .route("/api/v1/accounts/{id}/unmute", post(graph::unmute))
+        .route(
+            "/api/v1/accounts/{id}/unmute",
+            graph::pair_route(PairAction::Unmute),
+        )
         .route("/api/v1/accounts/{id}/followers", get(graph::followers))
         .route("/api/v1/accounts/{id}/following", get(graph::following))
         .route("/api/v1/follow_requests", get(graph::follow_requests))
         .route(
             "/api/v1/follow_requests/{id}/authorize",
-            post(graph::authorize),
+            graph::pair_route(PairAction::Authorize),
         )
-        .route("/api/v1/follow_requests/{id}/reject", post(graph::reject))
+        .route(
+            "/api/v1/follow_requests/{id}/reject",
+            graph::pair_route(PairAction::Reject),
+        )
         .route("/api/v1/blocks", get(graph::blocks))
         .route("/api/v1/mutes", get(graph::mutes))
         // Mastodon.py asks for the instance documents with a trailing slash.

@@ -17,7 +17,7 @@ use super::{Users, topics};
 use crate::{
     Error, Result,
     domain::AccountId,
-    store::graph::{Bounds, EdgeRow, FollowOptions, List, RelationshipRow},
+    store::graph::{BlockRow, Bounds, EdgeRow, FollowOptions, List, MuteRow, RelationshipRow},
 };
 
 /// Largest page of an account list (Mastodon's).
@@ -45,6 +45,30 @@ pub(super) fn edge_event(edge: &EdgeRow) -> pb::GraphEvent {
         expires_at_ms: None,
         created_at_ms: edge.created_at.timestamp_millis(),
         languages: edge.languages.clone().unwrap_or_default(),
+    }
+}
+
+/// The `GraphEvent` of a block.
+fn block_event(block: &BlockRow) -> pb::GraphEvent {
+    pb::GraphEvent {
+        id: block.id,
+        account_id: block.account_id,
+        target_account_id: block.target_account_id,
+        created_at_ms: block.created_at.timestamp_millis(),
+        ..Default::default()
+    }
+}
+
+/// The `GraphEvent` of a mute.
+fn mute_event(mute: &MuteRow) -> pb::GraphEvent {
+    pb::GraphEvent {
+        id: mute.id,
+        account_id: mute.account_id,
+        target_account_id: mute.target_account_id,
+        hide_notifications: mute.hide_notifications,
+        expires_at_ms: mute.expires_at.map(|t| t.timestamp_millis()),
+        created_at_ms: mute.created_at.timestamp_millis(),
+        ..Default::default()
     }
 }
 
@@ -484,13 +508,7 @@ impl Users {
         self.lock_pair(&mut tx, me, target).await?;
         let mut changed = Changed::default();
         if let Some(block) = self.store.insert_block(&mut tx, me, target).await? {
-            let event = pb::GraphEvent {
-                id: block.id,
-                account_id: block.account_id,
-                target_account_id: block.target_account_id,
-                created_at_ms: block.created_at.timestamp_millis(),
-                ..Default::default()
-            };
+            let event = block_event(&block);
             self.emit(&mut tx, &mut changed, topics::BLOCK_CREATED, &event)
                 .await?;
         }
@@ -515,13 +533,7 @@ impl Users {
         self.lock_pair(&mut tx, me, target).await?;
         let mut changed = Changed::default();
         if let Some(block) = self.store.delete_block(&mut tx, me, target).await? {
-            let event = pb::GraphEvent {
-                id: block.id,
-                account_id: block.account_id,
-                target_account_id: block.target_account_id,
-                created_at_ms: block.created_at.timestamp_millis(),
-                ..Default::default()
-            };
+            let event = block_event(&block);
             self.emit(&mut tx, &mut changed, topics::BLOCK_DELETED, &event)
                 .await?;
         }
@@ -548,15 +560,7 @@ impl Users {
             .store
             .upsert_mute(&mut tx, me, target, hide_notifications, expires_at)
             .await?;
-        let event = pb::GraphEvent {
-            id: mute.id,
-            account_id: mute.account_id,
-            target_account_id: mute.target_account_id,
-            hide_notifications: mute.hide_notifications,
-            expires_at_ms: mute.expires_at.map(|t| t.timestamp_millis()),
-            created_at_ms: mute.created_at.timestamp_millis(),
-            ..Default::default()
-        };
+        let event = mute_event(&mute);
         self.emit(&mut tx, &mut changed, topics::MUTE_CREATED, &event)
             .await?;
         self.finish(tx, me, target, changed).await
@@ -569,13 +573,7 @@ impl Users {
         self.lock_pair(&mut tx, me, target).await?;
         let mut changed = Changed::default();
         if let Some(mute) = self.store.delete_mute(&mut tx, me, target).await? {
-            let event = pb::GraphEvent {
-                id: mute.id,
-                account_id: mute.account_id,
-                target_account_id: mute.target_account_id,
-                created_at_ms: mute.created_at.timestamp_millis(),
-                ..Default::default()
-            };
+            let event = mute_event(&mute);
             self.emit(&mut tx, &mut changed, topics::MUTE_DELETED, &event)
                 .await?;
         }
@@ -648,15 +646,7 @@ impl Users {
             let expired = self.store.sweep_expired_mutes(&mut tx, batch).await?;
             let mut changed = Changed::default();
             for mute in &expired {
-                let event = pb::GraphEvent {
-                    id: mute.id,
-                    account_id: mute.account_id,
-                    target_account_id: mute.target_account_id,
-                    hide_notifications: mute.hide_notifications,
-                    expires_at_ms: mute.expires_at.map(|t| t.timestamp_millis()),
-                    created_at_ms: mute.created_at.timestamp_millis(),
-                    ..Default::default()
-                };
+                let event = mute_event(mute);
                 self.emit(&mut tx, &mut changed, topics::MUTE_DELETED, &event)
                     .await?;
             }
