@@ -1,0 +1,5 @@
+//! The timeline service.
+
+#![forbid(unsafe_code)]
+
+pub mod text;
