@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["rookery/users/v1/users.proto"];
+    let files = [
+        "rookery/users/v1/users.proto",
+        "rookery/timeline/v1/timeline.proto",
+    ];
     let paths: Vec<PathBuf> = files.iter().map(|f| root.join(f)).collect();
     for p in &paths {
         println!("cargo:rerun-if-changed={}", p.display());

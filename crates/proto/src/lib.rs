@@ -13,3 +13,11 @@ pub mod users {
         tonic::include_proto!("rookery.users.v1");
     }
 }
+
+/// `rookery.timeline.v1`: statuses, interactions, hashtags, timelines, trends, search.
+pub mod timeline {
+    /// Version 1 of the timeline API.
+    pub mod v1 {
+        tonic::include_proto!("rookery.timeline.v1");
+    }
+}
