@@ -1,6 +1,7 @@
 //! Mastodon API entities, serialised exactly as Mastodon clients expect them.
 
 pub mod instance;
+pub mod status;
 
 use chrono::{DateTime, Utc};
 use rookery_proto::users::v1 as pb;

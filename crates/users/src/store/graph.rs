@@ -459,6 +459,11 @@ const FOLLOWER_IDS: &str = "SELECT f.id, f.account_id FROM follows f
      WHERE f.target_account_id = $1 AND f.id > $2
      ORDER BY f.id LIMIT $3";
 
+/// A chunk of the accounts `$1` follows, by follow id (index-only on `follows_by_account`).
+const FOLLOWING_IDS: &str = "SELECT f.id, f.target_account_id FROM follows f
+     WHERE f.account_id = $1 AND f.id > $2
+     ORDER BY f.id LIMIT $3";
+
 /// A chunk of the followers active since `$3`. The activity check is a scalar subquery,
 /// one primary-key probe per follower: an `EXISTS` here may be planned as a hash of every
 /// active account on the instance, whatever the follower count.
@@ -504,6 +509,23 @@ const FILTER: &str = concat!(
     ),
     "
      WHERE bl.hit IS NOT NULL OR bb.hit IS NOT NULL OR m.id IS NOT NULL"
+);
+
+/// Every account viewer `$1` blocks, is blocked by, or mutes (active mutes): three index
+/// range scans, one per direction and table (`blocks_by_account` and `blocks_by_target`
+/// index-only). An account may come back more than once (blocked both ways, or blocked
+/// and muted).
+const EXCLUSIONS: &str = concat!(
+    "SELECT b.target_account_id AS id, true AS blocked, false AS muted,
+            false AS muted_notifications
+     FROM blocks b WHERE b.account_id = $1
+     UNION ALL
+     SELECT b.account_id, true, false, false
+     FROM blocks b WHERE b.target_account_id = $1
+     UNION ALL
+     SELECT m.target_account_id, false, true, m.hide_notifications
+     FROM mutes m WHERE m.account_id = $1 AND ",
+    active_mute!("m")
 );
 
 impl Store {
@@ -840,6 +862,31 @@ impl Store {
         Ok(query.bind(limit).fetch_all(self.db.replica()).await?)
     }
 
+    /// Up to `limit` accounts `account` follows after follow id `after`, oldest follow
+    /// first, as `(follow id, followed account)`.
+    pub async fn following_ids(
+        &self,
+        account: AccountId,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, i64)>> {
+        Ok(sqlx::query_as(FOLLOWING_IDS)
+            .bind(account)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(self.db.replica())
+            .await?)
+    }
+
+    /// Every account `viewer` blocks or is blocked by, or mutes; an account may appear in
+    /// more than one row. On the primary: a block must take effect as soon as it commits.
+    pub async fn exclusions(&self, viewer: AccountId) -> Result<Vec<FilterRow>> {
+        Ok(sqlx::query_as(EXCLUSIONS)
+            .bind(viewer)
+            .fetch_all(self.db.primary())
+            .await?)
+    }
+
     /// Of `ids`, those `viewer` blocks or is blocked by, or mutes.
     pub async fn filter_accounts(&self, viewer: AccountId, ids: &[i64]) -> Result<Vec<FilterRow>> {
         Ok(sqlx::query_as(FILTER)
@@ -923,7 +970,14 @@ pub fn statements_for_plans() -> Vec<(&'static str, &'static str, &'static str)>
             ACTIVE_FOLLOWER_IDS,
             "(1, 0, now() - interval '7 days', 1000)",
         ),
+        ("following chunk", FOLLOWING_IDS, "(1, 0, 1000)"),
         ("filter", FILTER, "(1, ARRAY[2, 3, 4]::bigint[])"),
+        ("exclusions", EXCLUSIONS, "(1)"),
+        (
+            "accounts by usernames",
+            super::ACCOUNTS_BY_USERNAMES,
+            "(ARRAY['user2', 'alice50', 'nobody']::text[])",
+        ),
         ("unfollow", DELETE_FOLLOW, "(1, 2)"),
         ("block: sever follows", SEVER_FOLLOWS, "(1, 2)"),
         ("block: sever requests", SEVER_REQUESTS, "(1, 2)"),

@@ -28,6 +28,28 @@ macro_rules! account_columns {
     };
 }
 
+/// Local accounts whose lower-cased username is in `$1` (already lower-case): one probe
+/// of the unique index `accounts_username_key` per name.
+pub(crate) const ACCOUNTS_BY_USERNAMES: &str = concat!(
+    "SELECT ",
+    account_columns!(),
+    " FROM accounts WHERE lower(username) = ANY($1::text[])"
+);
+
+/// A status of `$1` was created at `$2` (Unix milliseconds; 0 when unknown: now).
+/// `greatest` ignores NULL, so the first status sets `last_status_at`, and an event
+/// delivered late never moves it back.
+const STATUS_CREATED: &str = "UPDATE accounts SET
+         statuses_count = statuses_count + 1,
+         last_status_at = greatest(last_status_at,
+                                   COALESCE(to_timestamp(NULLIF($2::bigint, 0) / 1000.0), now()))
+     WHERE id = $1";
+
+/// A status of `$1` was deleted; the count never goes below zero (a deletion of a status
+/// counted before this consumer existed).
+const STATUS_DELETED: &str =
+    "UPDATE accounts SET statuses_count = greatest(statuses_count - 1, 0) WHERE id = $1";
+
 /// One account as stored.
 #[derive(Debug, FromRow)]
 pub struct AccountRow {
@@ -395,6 +417,45 @@ impl Store {
         .bind(username)
         .fetch_optional(self.db.replica())
         .await?)
+    }
+
+    /// Local accounts by lower-cased username, in one statement; unknown names are left
+    /// out, in no particular order.
+    pub async fn accounts_by_usernames(&self, lowered: &[String]) -> Result<Vec<AccountRow>> {
+        Ok(sqlx::query_as(ACCOUNTS_BY_USERNAMES)
+            .bind(lowered)
+            .fetch_all(self.db.replica())
+            .await?)
+    }
+
+    /// Counts a new status of `account` (created at `created_at_ms`), in the caller's
+    /// transaction; false when the account does not exist.
+    pub async fn count_status_created(
+        &self,
+        conn: &mut PgConnection,
+        account: AccountId,
+        created_at_ms: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(STATUS_CREATED)
+            .bind(account)
+            .bind(created_at_ms)
+            .execute(conn)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Uncounts a deleted status of `account`, in the caller's transaction; false when the
+    /// account does not exist.
+    pub async fn count_status_deleted(
+        &self,
+        conn: &mut PgConnection,
+        account: AccountId,
+    ) -> Result<bool> {
+        let done = sqlx::query(STATUS_DELETED)
+            .bind(account)
+            .execute(conn)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Applies profile changes; returns the new row (None if the account is gone).
