@@ -915,6 +915,7 @@ async fn batch_and_streaming_rpcs_for_other_services() {
                 .follower_ids(pb::FollowerIdsRequest {
                     account_id: star,
                     only_active,
+                    following: false,
                 })
                 .await
                 .unwrap()

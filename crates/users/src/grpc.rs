@@ -193,8 +193,8 @@ impl users_server::Users for UsersGrpc {
         )
     }
 
-    /// Chunks are read one query at a time as the caller consumes them, so a slow
-    /// consumer holds no database connection.
+    /// Followers, or with `following` the accounts followed. Chunks are read one query at
+    /// a time as the caller consumes them, so a slow consumer holds no database connection.
     async fn follower_ids(
         &self,
         req: Request<pb::FollowerIdsRequest>,
@@ -205,10 +205,14 @@ impl users_server::Users for UsersGrpc {
             let users = users.clone();
             async move {
                 let after = after?;
-                match users
-                    .follower_ids_chunk(req.account_id, req.only_active, after)
-                    .await
-                {
+                let chunk = if req.following {
+                    users.following_ids_chunk(req.account_id, after).await
+                } else {
+                    users
+                        .follower_ids_chunk(req.account_id, req.only_active, after)
+                        .await
+                };
+                match chunk {
                     Ok((ids, _)) if ids.is_empty() => None,
                     Ok((ids, next)) => Some((Ok(pb::FollowerIdsChunk { ids }), next)),
                     Err(e) => Some((Err(Status::from(e)), None)),
@@ -225,5 +229,24 @@ impl users_server::Users for UsersGrpc {
         let req = req.into_inner();
         check_batch(&req.ids)?;
         reply(self.0.filter_accounts(req.viewer_id, &req.ids).await)
+    }
+
+    async fn lookup_accounts(
+        &self,
+        req: Request<pb::LookupAccountsRequest>,
+    ) -> Reply<pb::GetAccountsResponse> {
+        reply(
+            self.0
+                .lookup_accounts(&req.into_inner().usernames)
+                .await
+                .map(|accounts| pb::GetAccountsResponse { accounts }),
+        )
+    }
+
+    async fn exclusions(
+        &self,
+        req: Request<pb::ExclusionsRequest>,
+    ) -> Reply<pb::FilterAccountsResponse> {
+        reply(self.0.exclusions(req.into_inner().account_id).await)
     }
 }

@@ -26,7 +26,7 @@ use std::{sync::Arc, time::Duration};
 use rookery_kit::{
     cache::{CacheHub, CacheOptions, TieredCache, names},
     db::Db,
-    events::Outbox,
+    events::{Consumer, Event, Outbox},
     grpc::ServerTraceLayer,
     ops::Readiness,
     ratelimit::RateLimit,
@@ -62,15 +62,6 @@ pub async fn run(
     let redis = Redis::new(&config.redis)?;
     let hub = CacheHub::new(Some(redis.clone()));
     hub.spawn_listener(shutdown.clone());
-    let accounts = TieredCache::new(
-        &hub,
-        names::ACCOUNTS,
-        CacheOptions {
-            l1_capacity: config.account_l1_capacity,
-            l1_ttl: config.account_l1_ttl,
-            l2_ttl: Some(config.account_l2_ttl),
-        },
-    );
     let outbox = Outbox::new("users");
     outbox.spawn_relay(
         db.primary().clone(),
@@ -79,24 +70,10 @@ pub async fn run(
         shutdown.clone(),
     );
     db.spawn_pool_metrics("users", shutdown.clone());
-    let store = store::Store::new(db.clone());
-    let users = Arc::new(service::Users::new(service::Parts {
-        store,
-        accounts,
-        hub,
-        outbox,
-        follow_limit: RateLimit::new(
-            redis.clone(),
-            "follows",
-            config.follow_limit,
-            config.follow_limit_window,
-        ),
-        domain: config.domain.clone(),
-        active_window: config.active_window,
-        hasher: hashing::Hasher::new(config.hash_threads, config.hash_queue)?,
-    })?);
+    let users = Arc::new(build_service(&config, &db, &redis, hub, outbox)?);
 
     spawn_mute_sweeper(users.clone(), config.mute_sweep, shutdown.clone());
+    spawn_timeline_consumer(users.clone(), redis.clone(), shutdown.clone());
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -138,6 +115,76 @@ pub async fn run(
         .map_err(|e| Error::Internal(format!("grpc server: {e}")))?;
     let _ = http_server.await;
     Ok(())
+}
+
+/// The service on `db` and `redis`, its account cache registered with `hub`, its events
+/// written to `outbox`: what [`run`] serves, without the background tasks (the relay, the
+/// invalidation listener, the sweeper and the consumers), so tests can drive it directly.
+pub fn build_service(
+    config: &Config,
+    db: &Db,
+    redis: &Redis,
+    hub: Arc<CacheHub>,
+    outbox: Outbox,
+) -> Result<service::Users> {
+    let accounts = TieredCache::new(
+        &hub,
+        names::ACCOUNTS,
+        CacheOptions {
+            l1_capacity: config.account_l1_capacity,
+            l1_ttl: config.account_l1_ttl,
+            l2_ttl: Some(config.account_l2_ttl),
+        },
+    );
+    service::Users::new(service::Parts {
+        store: store::Store::new(db.clone()),
+        accounts,
+        hub,
+        outbox,
+        follow_limit: RateLimit::new(
+            redis.clone(),
+            "follows",
+            config.follow_limit,
+            config.follow_limit_window,
+        ),
+        domain: config.domain.clone(),
+        active_window: config.active_window,
+        hasher: hashing::Hasher::new(config.hash_threads, config.hash_queue)?,
+    })
+}
+
+/// This process's name in consumer groups: unique per process (host, pid and a random
+/// suffix, since pids repeat across containers and restarts). Entries a dead process left
+/// pending are claimed by the live ones.
+fn consumer_name() -> String {
+    use rand::RngExt as _;
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "users".to_owned());
+    let suffix: u32 = rand::rng().random();
+    format!("{host}-{}-{suffix:08x}", std::process::id())
+}
+
+/// Follows the timeline service's events (`status.created`, `status.deleted`) for the
+/// accounts' statuses counters, until `shutdown`. The stream may not exist yet: the
+/// consumer creates it with its group.
+fn spawn_timeline_consumer(users: Arc<service::Users>, redis: Redis, shutdown: CancellationToken) {
+    let consumer = Consumer::new(
+        redis,
+        service::TIMELINE_PRODUCER,
+        service::CONSUMER_GROUP,
+        &consumer_name(),
+    );
+    consumer.spawn(
+        move |event: Event| {
+            let users = users.clone();
+            async move { users.apply_timeline_event(&event).await }
+        },
+        shutdown,
+    );
 }
 
 /// Deletes expired mutes every `every` until `shutdown`. Every replica runs one; they

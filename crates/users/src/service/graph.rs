@@ -792,6 +792,53 @@ impl Users {
         ))
     }
 
+    /// One chunk of the accounts `account` follows after follow id `after` (the
+    /// `following` variant of the streaming fan-out RPC); returns the ids and the cursor
+    /// of the next chunk (None at the end).
+    pub async fn following_ids_chunk(
+        &self,
+        account: i64,
+        after: i64,
+    ) -> Result<(Vec<i64>, Option<i64>)> {
+        let rows = self
+            .store
+            .following_ids(AccountId(account), after, FOLLOWER_CHUNK)
+            .await?;
+        let next = (rows.len() as i64 == FOLLOWER_CHUNK)
+            .then(|| rows.last().map(|(id, _)| *id))
+            .flatten();
+        Ok((
+            rows.into_iter().map(|(_, followed)| followed).collect(),
+            next,
+        ))
+    }
+
+    /// Every account `viewer` must not see (blocks either way, active mutes), each list
+    /// sorted and without repeats: one statement, on the primary.
+    pub async fn exclusions(&self, viewer: i64) -> Result<pb::FilterAccountsResponse> {
+        let mut out = pb::FilterAccountsResponse::default();
+        for row in self.store.exclusions(AccountId(viewer)).await? {
+            if row.blocked {
+                out.blocked.push(row.id);
+            }
+            if row.muted {
+                out.muted.push(row.id);
+            }
+            if row.muted_notifications {
+                out.muted_notifications.push(row.id);
+            }
+        }
+        for list in [
+            &mut out.blocked,
+            &mut out.muted,
+            &mut out.muted_notifications,
+        ] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        Ok(out)
+    }
+
     /// Of `ids`, those `viewer` must not see: one statement for any number of ids.
     pub async fn filter_accounts(
         &self,

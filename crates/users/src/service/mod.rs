@@ -4,15 +4,15 @@
 
 mod graph;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use rookery_kit::{
     cache::{CacheHub, TieredCache, names},
-    events::Outbox,
+    events::{self, Event, Outbox},
     ratelimit::RateLimit,
 };
-use rookery_proto::users::v1 as pb;
+use rookery_proto::{timeline::v1 as timeline, users::v1 as pb};
 
 use crate::{
     Error, Result,
@@ -50,6 +50,24 @@ pub mod topics {
     /// Payload `GraphEvent` (the mute removed).
     pub const MUTE_DELETED: &str = "mute.deleted";
 }
+
+/// Topics of other services that this service consumes.
+pub mod consumed {
+    /// On stream `events:timeline`; payload `rookery.timeline.v1.StatusEvent`.
+    pub const STATUS_CREATED: &str = "status.created";
+    /// On stream `events:timeline`; payload `rookery.timeline.v1.StatusEvent`.
+    pub const STATUS_DELETED: &str = "status.deleted";
+}
+
+/// The producer whose stream the statuses counter follows.
+pub const TIMELINE_PRODUCER: &str = "timeline";
+/// The consumer group of this service on other services' streams.
+pub const CONSUMER_GROUP: &str = "users";
+/// Deduplication key (`processed_events.consumer`) of the statuses counter.
+const STATUSES_COUNT_CONSUMER: &str = "users.statuses_count";
+
+/// Most usernames one `LookupAccounts` call may carry.
+pub const MAX_LOOKUP: usize = 100;
 
 /// The Mastodon-style "has already been taken" error of `field`.
 pub fn taken(field: &'static str) -> FieldError {
@@ -697,19 +715,110 @@ impl Users {
         Ok(keys.iter().filter_map(|k| found.get(k).cloned()).collect())
     }
 
-    pub async fn lookup_account(&self, acct: &str) -> Result<pb::Account> {
+    /// The username of `acct` (`name`, `@name`, `name@domain`) when it names a local
+    /// account: with no domain or this instance's.
+    fn local_username<'a>(&self, acct: &'a str) -> Option<&'a str> {
         let acct = acct.trim().trim_start_matches('@');
-        let username = match acct.split_once('@') {
-            None => acct,
-            Some((user, domain)) if domain.eq_ignore_ascii_case(&self.domain) => user,
-            Some(_) => return Err(Error::NotFound("account")),
-        };
+        match acct.split_once('@') {
+            None => Some(acct),
+            Some((user, domain)) if domain.eq_ignore_ascii_case(&self.domain) => Some(user),
+            Some(_) => None,
+        }
+    }
+
+    pub async fn lookup_account(&self, acct: &str) -> Result<pb::Account> {
+        let username = self
+            .local_username(acct)
+            .ok_or(Error::NotFound("account"))?;
         let row = self
             .store
             .account_by_username(username)
             .await?
             .ok_or(Error::NotFound("account"))?;
         Ok(row.into())
+    }
+
+    /// Local accounts by username (case-insensitive; `@name` and `name@this-domain`
+    /// accepted), in the order first asked, each once; unknown names are left out. One
+    /// statement, straight from the rows: at most [`MAX_LOOKUP`] names.
+    #[tracing::instrument(skip_all, fields(count = usernames.len()))]
+    pub async fn lookup_accounts(&self, usernames: &[String]) -> Result<Vec<pb::Account>> {
+        if usernames.len() > MAX_LOOKUP {
+            return Err(Error::InvalidArgument(format!(
+                "at most {MAX_LOOKUP} usernames per call"
+            )));
+        }
+        let mut wanted: Vec<String> = Vec::with_capacity(usernames.len());
+        for name in usernames {
+            let Some(name) = self.local_username(name).map(str::to_lowercase) else {
+                continue;
+            };
+            if !name.is_empty() && !wanted.contains(&name) {
+                wanted.push(name);
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut found: HashMap<String, pb::Account> = self
+            .store
+            .accounts_by_usernames(&wanted)
+            .await?
+            .into_iter()
+            .map(|row| {
+                let account = pb::Account::from(row);
+                (account.username.to_lowercase(), account)
+            })
+            .collect();
+        Ok(wanted.iter().filter_map(|n| found.remove(n)).collect())
+    }
+
+    /// Applies one event of the timeline service's stream: `status.created` and
+    /// `status.deleted` move the author's `statuses_count` (and `last_status_at`), direct
+    /// statuses excepted (Mastodon does not count them). Exactly once per event id, in one
+    /// transaction with the deduplication record; the cached account is dropped after
+    /// commit. Other topics are ignored; an undecodable event is logged and dropped
+    /// (retrying cannot fix it).
+    #[tracing::instrument(skip_all, fields(event_id = %event.id, topic = %event.topic))]
+    pub async fn apply_timeline_event(&self, event: &Event) -> Result<()> {
+        let created = match event.topic.as_str() {
+            consumed::STATUS_CREATED => true,
+            consumed::STATUS_DELETED => false,
+            _ => return Ok(()),
+        };
+        let status = match <timeline::StatusEvent as prost::Message>::decode(&*event.payload) {
+            Ok(status) if !event.id.is_empty() => status,
+            Ok(_) => {
+                tracing::error!("status event without an id dropped");
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "undecodable status event dropped");
+                return Ok(());
+            }
+        };
+        if status.visibility() == timeline::Visibility::Direct {
+            return Ok(());
+        }
+        let account = AccountId(status.account_id);
+        let mut tx = self.store.begin().await?;
+        let fresh = events::mark_processed(&mut tx, STATUSES_COUNT_CONSUMER, &event.id).await?;
+        let exists = if !fresh {
+            // Applied before; the invalidation below may not have been (a crash right
+            // after commit), and is harmless again.
+            true
+        } else if created {
+            self.store
+                .count_status_created(&mut tx, account, status.created_at_ms)
+                .await?
+        } else {
+            self.store.count_status_deleted(&mut tx, account).await?
+        };
+        tx.commit().await?;
+        if exists {
+            self.accounts.invalidate(&[account.to_string()]).await;
+        }
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(account_id = req.account_id))]

@@ -933,8 +933,9 @@ async fn relationships<'c>(
         .await?)
 }
 
-/// The reading statements on the graph tables, each with example arguments (SQL
-/// literals, for `EXECUTE`): what `tests/plans.rs` EXPLAINs.
+/// The reading statements on the graph tables (and the username lookup of mentions),
+/// each with example arguments (SQL literals, for `EXECUTE`): what `tests/plans.rs`
+/// EXPLAINs.
 #[doc(hidden)]
 pub fn statements_for_plans() -> Vec<(&'static str, &'static str, &'static str)> {
     const PAGE: &str = "(1, 9223372036854775807, 0, 40, 2)";

@@ -29,7 +29,8 @@ macro_rules! account_columns {
 }
 
 /// Local accounts whose lower-cased username is in `$1` (already lower-case): one probe
-/// of the unique index `accounts_username_key` per name.
+/// per name of an index on `lower(username)` (the planner picks the pattern-ops
+/// `accounts_username_prefix` over the unique `accounts_username_key`; same keys).
 pub(crate) const ACCOUNTS_BY_USERNAMES: &str = concat!(
     "SELECT ",
     account_columns!(),
