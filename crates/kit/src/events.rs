@@ -202,6 +202,20 @@ pub async fn mark_processed(tx: &mut PgConnection, consumer: &str, event_id: &st
     Ok(inserted.rows_affected() == 1)
 }
 
+/// This process's name in consumer groups: unique per process (host, pid and a random
+/// suffix, since pids repeat across containers and restarts). Entries a dead process left
+/// pending are claimed by the live ones.
+pub fn consumer_name(fallback_host: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| fallback_host.to_owned());
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    format!("{host}-{}-{suffix}", std::process::id())
+}
+
 /// One event as read from a stream.
 #[derive(Clone, Debug, Default)]
 pub struct Event {

@@ -419,12 +419,13 @@ fn escape_into(html: &mut String, text: &str) {
     }
 }
 
-/// Ammonia re-serialises through html5ever, which writes `<br>` and leaves `"` and `'` bare
-/// in text; put back Mastodon's `<br />`, `&quot;` and `&#39;` (equivalent HTML, but what
+/// Ammonia re-serialises through html5ever, which writes `<br>` and `&nbsp;` and leaves `"`
+/// and `'` bare in text; put back Mastodon's `<br />`, a literal U+00A0, `&quot;` and `&#39;`
+/// (equivalent HTML, but what
 /// clients and tests are used to). html5ever escapes `<` and `>` everywhere and only uses
 /// `"` to delimit attributes, so a bare `<`/`>` is always a tag boundary.
 fn restore_mastodon_serialisation(html: &str) -> String {
-    let html = html.replace("<br>", "<br />");
+    let html = html.replace("<br>", "<br />").replace("&nbsp;", "\u{a0}");
     let mut out = String::with_capacity(html.len() + 16);
     let mut in_tag = false;
     for c in html.chars() {
@@ -499,6 +500,7 @@ mod tests {
             "<p>one<br />two</p><p>three</p><p>four</p>"
         );
         assert_eq!(html("\n\nlead\n"), "<p>lead</p>");
+        assert_eq!(html("a\u{a0}b"), "<p>a\u{a0}b</p>");
         assert_eq!(html(""), "");
         assert_eq!(html("  \n\n \t\n"), "");
     }

@@ -153,21 +153,6 @@ pub fn build_service(
     })
 }
 
-/// This process's name in consumer groups: unique per process (host, pid and a random
-/// suffix, since pids repeat across containers and restarts). Entries a dead process left
-/// pending are claimed by the live ones.
-fn consumer_name() -> String {
-    use rand::RngExt as _;
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "users".to_owned());
-    let suffix: u32 = rand::rng().random();
-    format!("{host}-{}-{suffix:08x}", std::process::id())
-}
-
 /// Follows the timeline service's events (`status.created`, `status.deleted`) for the
 /// accounts' statuses counters, until `shutdown`. The stream may not exist yet: the
 /// consumer creates it with its group.
@@ -176,7 +161,7 @@ fn spawn_timeline_consumer(users: Arc<service::Users>, redis: Redis, shutdown: C
         redis,
         service::TIMELINE_PRODUCER,
         service::CONSUMER_GROUP,
-        &consumer_name(),
+        &rookery_kit::events::consumer_name("users"),
     );
     consumer.spawn(
         move |event: Event| {
