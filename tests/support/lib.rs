@@ -18,10 +18,14 @@ pub struct Stack {
     pub base: String,
     /// Users gRPC URL (for extra gateways).
     pub users_url: String,
+    /// Timeline gRPC URL.
+    pub timeline_url: String,
     /// HTTP client (no redirects followed, gzip allowed).
     pub http: Client,
-    /// The stack's database.
+    /// The users service's database.
     pub db: TestDatabase,
+    /// The timeline service's database.
+    pub timeline_db: TestDatabase,
     /// The stack's Redis URL and key prefix.
     pub redis_url: String,
     pub redis_prefix: String,
@@ -57,7 +61,24 @@ pub async fn spawn_configured(
     redis_url: &str,
     configure: impl FnOnce(&mut rookery_users::Config),
 ) -> Stack {
-    let db = testing::database("users").await.expect("test database");
+    spawn_with(redis_url, configure, |_| {}).await
+}
+
+/// Starts users + timeline + gateway against `redis_url`, with the test configurations
+/// of users and timeline adjusted by `configure_users` and `configure_timeline`.
+pub async fn spawn_with(
+    redis_url: &str,
+    configure: impl FnOnce(&mut rookery_users::Config),
+    configure_timeline: impl FnOnce(&mut rookery_timeline::Config),
+) -> Stack {
+    let (db, timeline_db) = tokio::join!(
+        testing::database("users"),
+        testing::database("timeline")
+    );
+    let (db, timeline_db) = (
+        db.expect("test database"),
+        timeline_db.expect("test database"),
+    );
     let prefix = testing::redis_prefix();
     let shutdown = CancellationToken::new();
 
@@ -76,10 +97,28 @@ pub async fn spawn_configured(
         shutdown.clone(),
     ));
 
-    let base = spawn_gateway(&users_url, redis_url, &prefix, &shutdown).await;
+    let mut timeline_config =
+        rookery_timeline::Config::for_tests(&timeline_db.url, redis_url, &prefix, &users_url);
+    configure_timeline(&mut timeline_config);
+    rookery_timeline::migrate(&timeline_config)
+        .await
+        .expect("timeline migrations");
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ops = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let timeline_url = format!("http://{}", grpc.local_addr().unwrap());
+    tokio::spawn(rookery_timeline::run(
+        grpc,
+        ops,
+        timeline_config,
+        shutdown.clone(),
+    ));
+
+    let base = spawn_gateway(&users_url, &timeline_url, redis_url, &prefix, &shutdown).await;
     let stack = Stack {
         base,
         users_url,
+        timeline_url,
+        timeline_db,
         http: Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -96,13 +135,14 @@ pub async fn spawn_configured(
 /// Starts one more gateway replica of the stack; returns its base URL.
 pub async fn spawn_gateway(
     users_url: &str,
+    timeline_url: &str,
     redis_url: &str,
     prefix: &str,
     shutdown: &CancellationToken,
 ) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let config = rookery_gateway::Config::for_tests(users_url, redis_url, prefix);
+    let config = rookery_gateway::Config::for_tests(users_url, timeline_url, redis_url, prefix);
     tokio::spawn(rookery_gateway::run(listener, config, shutdown.clone()));
     base
 }
@@ -112,6 +152,7 @@ impl Stack {
     pub async fn second_gateway(&self) -> String {
         let base = spawn_gateway(
             &self.users_url,
+            &self.timeline_url,
             &self.redis_url,
             &self.redis_prefix,
             &self.shutdown,

@@ -14,6 +14,8 @@ pub struct Config {
     pub addr: SocketAddr,
     /// The users service: `USERS_URL` (default `http://127.0.0.1:50051`).
     pub users_url: String,
+    /// The timeline service: `TIMELINE_URL` (default `http://127.0.0.1:50052`).
+    pub timeline_url: String,
     /// Redis (`REDIS_URL`, `REDIS_PREFIX`, `REDIS_TIMEOUT_MS`, `REDIS_POOL_SIZE`).
     pub redis: RedisConfig,
     /// Public facts about the instance.
@@ -88,6 +90,7 @@ impl Config {
                 rookery_kit::Error::Config("GATEWAY_ADDR: not a socket address".into())
             })?,
             users_url: env_or("USERS_URL", "http://127.0.0.1:50051"),
+            timeline_url: env_or("TIMELINE_URL", "http://127.0.0.1:50052"),
             redis: RedisConfig::from_env()?,
             instance,
             request_timeout: env_millis("GATEWAY_REQUEST_TIMEOUT_MS", 10_000)?,
@@ -100,11 +103,17 @@ impl Config {
         })
     }
 
-    /// A configuration for tests: the given users service and Redis, other values default.
-    pub fn for_tests(users_url: &str, redis_url: &str, redis_prefix: &str) -> Self {
+    /// A configuration for tests: the given services and Redis, other values default.
+    pub fn for_tests(
+        users_url: &str,
+        timeline_url: &str,
+        redis_url: &str,
+        redis_prefix: &str,
+    ) -> Self {
         Self {
             addr: ([127, 0, 0, 1], 0).into(),
             users_url: users_url.to_owned(),
+            timeline_url: timeline_url.to_owned(),
             redis: RedisConfig::for_url(redis_url, redis_prefix),
             instance: InstanceConfig::new("rookery.test", "http://rookery.test"),
             request_timeout: Duration::from_secs(10),

@@ -32,7 +32,9 @@ use rookery_kit::{
     ops::Readiness,
     redis::Redis,
 };
-use rookery_proto::users::v1::users_client::UsersClient;
+use rookery_proto::{
+    timeline::v1::timeline_client::TimelineClient, users::v1::users_client::UsersClient,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
@@ -59,6 +61,7 @@ pub fn state(config: Config, shutdown: &CancellationToken) -> anyhow::Result<App
     let hub = CacheHub::new(Some(redis.clone()));
     hub.spawn_listener(shutdown.clone());
     let channel = rookery_kit::grpc::channel(&config.users_url, config.grpc_timeout)?;
+    let timeline = rookery_kit::grpc::channel(&config.timeline_url, config.grpc_timeout)?;
     let tokens = TieredCache::new(
         &hub,
         names::TOKENS,
@@ -89,6 +92,7 @@ pub fn state(config: Config, shutdown: &CancellationToken) -> anyhow::Result<App
     Ok(AppState::new(Inner {
         health: tonic_health::pb::health_client::HealthClient::new(channel.clone()),
         users: UsersClient::new(channel),
+        timeline: TimelineClient::new(timeline),
         tokens,
         accounts,
         stats,

@@ -3,7 +3,7 @@
 //! listed rows (a follow, a block, ...), never offsets.
 
 use axum::http::{HeaderValue, Uri};
-use rookery_proto::users::v1 as pb;
+use rookery_proto::{timeline::v1 as tl, users::v1 as pb};
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -52,6 +52,17 @@ impl PageParams {
         })
     }
 
+    /// The page of a timeline-service list.
+    pub fn timeline_page(&self, default: u32, max: u32) -> Result<tl::Page, ApiError> {
+        let p = self.page(default, max)?;
+        Ok(tl::Page {
+            max_id: p.max_id,
+            since_id: p.since_id,
+            min_id: p.min_id,
+            limit: p.limit,
+        })
+    }
+
     /// The `Link` header for a page of `len` entries whose cursors run from `newest` to
     /// `oldest`: `next` (older entries) when the page is full, `prev` (newer) when it is
     /// not empty.
@@ -64,20 +75,43 @@ impl PageParams {
         newest: Option<i64>,
         oldest: Option<i64>,
     ) -> Option<HeaderValue> {
+        let next = oldest.filter(|_| len >= page.limit as usize);
+        self.link_cursors(base_url, uri, page.limit, next, newest)
+    }
+
+    /// The `Link` header with explicit cursors: `next` pages to entries older than
+    /// `next`, `prev` to entries newer than `prev`. The request's other parameters
+    /// (`local`, `any[]`, ...) are kept, and `limit` as clamped.
+    pub fn link_cursors(
+        &self,
+        base_url: &str,
+        uri: &Uri,
+        limit: u32,
+        next: Option<i64>,
+        prev: Option<i64>,
+    ) -> Option<HeaderValue> {
+        let kept: Vec<(String, String)> =
+            url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+                .filter(|(k, _)| !matches!(k.as_ref(), "max_id" | "min_id" | "since_id" | "limit"))
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
         let url = |key: &str, cursor: i64| {
             let mut query = url::form_urlencoded::Serializer::new(String::new());
             if self.limit.is_some() {
-                query.append_pair("limit", &page.limit.to_string());
+                query.append_pair("limit", &limit.to_string());
+            }
+            for (k, v) in &kept {
+                query.append_pair(k, v);
             }
             query.append_pair(key, &cursor.to_string());
             format!("{base_url}{}?{}", uri.path(), query.finish())
         };
         let mut links = Vec::with_capacity(2);
-        if let Some(oldest) = oldest.filter(|_| len >= page.limit as usize) {
-            links.push(format!("<{}>; rel=\"next\"", url("max_id", oldest)));
+        if let Some(next) = next {
+            links.push(format!("<{}>; rel=\"next\"", url("max_id", next)));
         }
-        if let Some(newest) = newest {
-            links.push(format!("<{}>; rel=\"prev\"", url("min_id", newest)));
+        if let Some(prev) = prev {
+            links.push(format!("<{}>; rel=\"prev\"", url("min_id", prev)));
         }
         if links.is_empty() {
             return None;
@@ -123,6 +157,17 @@ mod tests {
             .link("https://x.test", &uri, &page, 1, Some(9), Some(9))
             .unwrap();
         assert!(!link.to_str().unwrap().contains("next"));
+        // Other parameters survive; cursors of the request are replaced.
+        let uri: Uri = "/api/v1/timelines/public?local=true&max_id=3&any%5B%5D=a"
+            .parse()
+            .unwrap();
+        let link = params
+            .link_cursors("https://x.test", &uri, 2, Some(1), None)
+            .unwrap();
+        assert_eq!(
+            link.to_str().unwrap(),
+            "<https://x.test/api/v1/timelines/public?limit=2&local=true&any%5B%5D=a&max_id=1>; rel=\"next\""
+        );
         assert!(
             params
                 .link("https://x.test", &uri, &page, 0, None, None)

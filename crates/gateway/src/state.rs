@@ -1,9 +1,12 @@
 //! What every handler shares: clients of the services and the gateway's caches.
 
-use std::{ops::Deref, sync::Arc};
+use std::{collections::HashMap, ops::Deref, sync::Arc};
 
 use rookery_kit::{cache::TieredCache, grpc::TracedChannel};
-use rookery_proto::users::v1::{self as pb, users_client::UsersClient};
+use rookery_proto::{
+    timeline::v1::timeline_client::TimelineClient,
+    users::v1::{self as pb, users_client::UsersClient},
+};
 use tonic::Code;
 
 use crate::{auth::Auth, config::Config, error::ApiError};
@@ -18,6 +21,8 @@ pub struct Inner {
     pub config: Config,
     /// The users service.
     pub users: UsersClient<TracedChannel>,
+    /// The timeline service.
+    pub timeline: TimelineClient<TracedChannel>,
     /// Health checks of the users service (readiness).
     pub health: tonic_health::pb::health_client::HealthClient<TracedChannel>,
     /// Token resolutions (process-local, evicted by broadcast revocations).
@@ -55,6 +60,38 @@ impl AppState {
     /// A users client for one call.
     pub fn users(&self) -> UsersClient<TracedChannel> {
         self.users.clone()
+    }
+
+    /// A timeline client for one call.
+    pub fn timeline(&self) -> TimelineClient<TracedChannel> {
+        self.timeline.clone()
+    }
+
+    /// Accounts by id: this replica's cache, one batched call for the misses. Unknown
+    /// ids are left out.
+    pub async fn accounts(&self, ids: &[i64]) -> Result<HashMap<i64, pb::Account>, ApiError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let keys: Vec<String> = ids.iter().map(i64::to_string).collect();
+        let found = self
+            .accounts
+            .get_many(&keys, |missing| async move {
+                let ids = missing.iter().filter_map(|k| k.parse().ok()).collect();
+                let res = self
+                    .users()
+                    .get_accounts(pb::GetAccountsRequest { ids })
+                    .await?;
+                Ok::<_, ApiError>(
+                    res.into_inner()
+                        .accounts
+                        .into_iter()
+                        .map(|a| (a.id.to_string(), a))
+                        .collect(),
+                )
+            })
+            .await?;
+        Ok(found.into_values().map(|a| (a.id, a)).collect())
     }
 
     /// Resolves a bearer token: cache first, the users service on a miss.

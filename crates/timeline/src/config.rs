@@ -106,7 +106,7 @@ impl Config {
             users_url: users_url.to_owned(),
             grpc_timeout: Duration::from_secs(5),
             domain: "rookery.test".to_owned(),
-            base_url: "https://rookery.test".to_owned(),
+            base_url: "http://rookery.test".to_owned(),
             feed_length: 800,
             feed_ttl: Duration::from_millis(6 * DAY_MS),
             celebrity_followers: 10_000,

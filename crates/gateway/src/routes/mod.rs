@@ -4,14 +4,18 @@ pub mod accounts;
 pub mod graph;
 pub mod instance;
 pub mod oauth;
+pub mod statuses;
+pub mod timelines;
 
 use axum::{
     Router,
     routing::{get, patch, post},
 };
+use rookery_proto::timeline::v1::Interaction;
 
 use crate::state::AppState;
 use graph::PairAction;
+use statuses::interaction_route;
 
 /// Every route the gateway serves (ops endpoints are added in [`crate::app`]).
 pub fn router() -> Router<AppState> {
@@ -73,6 +77,73 @@ pub fn router() -> Router<AppState> {
             "/api/v1/follow_requests/{id}/reject",
             graph::pair_route(PairAction::Reject),
         )
+        .route("/api/v1/accounts/{id}/statuses", get(timelines::account_statuses))
+        .route(
+            "/api/v1/statuses",
+            post(statuses::create).get(statuses::batch),
+        )
+        .route(
+            "/api/v1/statuses/{id}",
+            get(statuses::show)
+                .put(statuses::edit)
+                .delete(statuses::delete),
+        )
+        .route("/api/v1/statuses/{id}/context", get(statuses::context))
+        .route("/api/v1/statuses/{id}/history", get(statuses::history))
+        .route("/api/v1/statuses/{id}/source", get(statuses::source))
+        .route(
+            "/api/v1/statuses/{id}/favourite",
+            interaction_route(Interaction::Favourite),
+        )
+        .route(
+            "/api/v1/statuses/{id}/unfavourite",
+            interaction_route(Interaction::Unfavourite),
+        )
+        .route(
+            "/api/v1/statuses/{id}/reblog",
+            interaction_route(Interaction::Reblog),
+        )
+        .route(
+            "/api/v1/statuses/{id}/unreblog",
+            interaction_route(Interaction::Unreblog),
+        )
+        .route(
+            "/api/v1/statuses/{id}/bookmark",
+            interaction_route(Interaction::Bookmark),
+        )
+        .route(
+            "/api/v1/statuses/{id}/unbookmark",
+            interaction_route(Interaction::Unbookmark),
+        )
+        .route(
+            "/api/v1/statuses/{id}/pin",
+            interaction_route(Interaction::Pin),
+        )
+        .route(
+            "/api/v1/statuses/{id}/unpin",
+            interaction_route(Interaction::Unpin),
+        )
+        .route(
+            "/api/v1/statuses/{id}/favourited_by",
+            get(statuses::favourited_by),
+        )
+        .route(
+            "/api/v1/statuses/{id}/reblogged_by",
+            get(statuses::reblogged_by),
+        )
+        .route("/api/v1/favourites", get(statuses::favourites))
+        .route("/api/v1/bookmarks", get(statuses::bookmarks))
+        .route("/api/v1/timelines/home", get(timelines::home))
+        .route("/api/v1/timelines/public", get(timelines::public))
+        .route("/api/v1/timelines/tag/{hashtag}", get(timelines::tag))
+        .route("/api/v1/tags/{name}", get(timelines::show_tag))
+        .route("/api/v1/tags/{name}/follow", post(timelines::follow))
+        .route("/api/v1/tags/{name}/unfollow", post(timelines::unfollow))
+        .route("/api/v1/followed_tags", get(timelines::followed_tags))
+        .route("/api/v1/trends", get(timelines::trending_tags))
+        .route("/api/v1/trends/tags", get(timelines::trending_tags))
+        .route("/api/v1/trends/statuses", get(timelines::trending_statuses))
+        .route("/api/v2/search", get(timelines::search))
         .route("/api/v1/blocks", get(graph::blocks))
         .route("/api/v1/mutes", get(graph::mutes))
         // Mastodon.py asks for the instance documents with a trailing slash.
