@@ -71,10 +71,7 @@ pub async fn spawn_with(
     configure: impl FnOnce(&mut rookery_users::Config),
     configure_timeline: impl FnOnce(&mut rookery_timeline::Config),
 ) -> Stack {
-    let (db, timeline_db) = tokio::join!(
-        testing::database("users"),
-        testing::database("timeline")
-    );
+    let (db, timeline_db) = tokio::join!(testing::database("users"), testing::database("timeline"));
     let (db, timeline_db) = (
         db.expect("test database"),
         timeline_db.expect("test database"),

@@ -77,7 +77,10 @@ pub fn router() -> Router<AppState> {
             "/api/v1/follow_requests/{id}/reject",
             graph::pair_route(PairAction::Reject),
         )
-        .route("/api/v1/accounts/{id}/statuses", get(timelines::account_statuses))
+        .route(
+            "/api/v1/accounts/{id}/statuses",
+            get(timelines::account_statuses),
+        )
         .route(
             "/api/v1/statuses",
             post(statuses::create).get(statuses::batch),

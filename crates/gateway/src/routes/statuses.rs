@@ -77,7 +77,8 @@ pub async fn status_list(
     };
     let body = status::statuses(&ctx);
     let mut response = json_response(&body, body.len() * STATUS_JSON_BYTES + 2);
-    if let Some(link) = params.link_cursors(base_url, uri, limit, page.next_max_id, page.prev_min_id)
+    if let Some(link) =
+        params.link_cursors(base_url, uri, limit, page.next_max_id, page.prev_min_id)
     {
         response.headers_mut().insert(LINK, link);
     }
@@ -85,7 +86,11 @@ pub async fn status_list(
 }
 
 /// Answers the first status of `page` (404 when the viewer may not see it).
-pub async fn one_status(state: &AppState, page: tl::StatusPage, source: bool) -> ApiResult<Response> {
+pub async fn one_status(
+    state: &AppState,
+    page: tl::StatusPage,
+    source: bool,
+) -> ApiResult<Response> {
     let accounts = page_accounts(state, &page).await?;
     let ctx = Ctx {
         page: &page,
@@ -160,9 +165,14 @@ pub async fn create(
     auth.require(&["write:statuses"])?;
     let me = auth.account()?;
     if p.poll.is_some() || !p.poll_options.is_empty() {
-        return Err(ApiError::unprocessable("Polls are not supported on this server"));
+        return Err(ApiError::unprocessable(
+            "Polls are not supported on this server",
+        ));
     }
-    if p.scheduled_at.as_deref().is_some_and(|s| !s.trim().is_empty()) {
+    if p.scheduled_at
+        .as_deref()
+        .is_some_and(|s| !s.trim().is_empty())
+    {
         return Err(ApiError::unprocessable(
             "Scheduled statuses are not supported on this server",
         ));
@@ -276,7 +286,10 @@ pub async fn batch(
             "at most {MAX_BATCH} ids per request"
         )));
     }
-    let ids: Vec<i64> = p.id.iter().filter_map(|i| parse_id(i.trim()).ok()).collect();
+    let ids: Vec<i64> =
+        p.id.iter()
+            .filter_map(|i| parse_id(i.trim()).ok())
+            .collect();
     let page = state
         .timeline()
         .get_statuses(tl::GetStatusesRequest {
@@ -354,7 +367,9 @@ pub async fn history(
         })
         .await?
         .into_inner();
-    let account = state.account(rookery_kit::ids::AccountId(resp.account_id)).await?;
+    let account = state
+        .account(rookery_kit::ids::AccountId(resp.account_id))
+        .await?;
     let body = status::history(&resp, &account, &state.config.instance.base_url);
     Ok(json_response(&body, body.len() * 1024 + 2))
 }
@@ -424,7 +439,10 @@ async fn interact(
         })
         .await?
         .into_inner();
-    if matches!(interaction, tl::Interaction::Reblog | tl::Interaction::Unreblog) {
+    if matches!(
+        interaction,
+        tl::Interaction::Reblog | tl::Interaction::Unreblog
+    ) {
         state.forget_account(me).await;
     }
     one_status(&state, page, false).await
@@ -473,7 +491,8 @@ async fn interactions(
         .map(|a| Account::new(a, base_url))
         .collect();
     let mut response = json_response(&body, body.len() * ACCOUNT_JSON_BYTES + 2);
-    if let Some(link) = params.link_cursors(base_url, &uri, limit, ids.next_max_id, ids.prev_min_id) {
+    if let Some(link) = params.link_cursors(base_url, &uri, limit, ids.next_max_id, ids.prev_min_id)
+    {
         response.headers_mut().insert(LINK, link);
     }
     Ok(response)
@@ -487,7 +506,15 @@ pub async fn favourited_by(
     Path(id): Path<String>,
     Params(params): Params<PageParams>,
 ) -> ApiResult<Response> {
-    interactions(state, auth, uri, id, params, tl::InteractionList::FavouritedBy).await
+    interactions(
+        state,
+        auth,
+        uri,
+        id,
+        params,
+        tl::InteractionList::FavouritedBy,
+    )
+    .await
 }
 
 /// `GET /api/v1/statuses/:id/reblogged_by`.
@@ -498,7 +525,15 @@ pub async fn reblogged_by(
     Path(id): Path<String>,
     Params(params): Params<PageParams>,
 ) -> ApiResult<Response> {
-    interactions(state, auth, uri, id, params, tl::InteractionList::RebloggedBy).await
+    interactions(
+        state,
+        auth,
+        uri,
+        id,
+        params,
+        tl::InteractionList::RebloggedBy,
+    )
+    .await
 }
 
 async fn saved(
@@ -532,7 +567,15 @@ pub async fn favourites(
     uri: Uri,
     Params(params): Params<PageParams>,
 ) -> ApiResult<Response> {
-    saved(state, auth, uri, params, tl::SavedList::Favourites, "read:favourites").await
+    saved(
+        state,
+        auth,
+        uri,
+        params,
+        tl::SavedList::Favourites,
+        "read:favourites",
+    )
+    .await
 }
 
 /// `GET /api/v1/bookmarks`.
@@ -542,5 +585,13 @@ pub async fn bookmarks(
     uri: Uri,
     Params(params): Params<PageParams>,
 ) -> ApiResult<Response> {
-    saved(state, auth, uri, params, tl::SavedList::Bookmarks, "read:bookmarks").await
+    saved(
+        state,
+        auth,
+        uri,
+        params,
+        tl::SavedList::Bookmarks,
+        "read:bookmarks",
+    )
+    .await
 }

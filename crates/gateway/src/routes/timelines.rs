@@ -187,7 +187,12 @@ pub async fn show_tag(
     Ok(tag_json(&state, &t, viewer != 0))
 }
 
-async fn follow_tag(state: AppState, auth: Auth, name: String, follow: bool) -> ApiResult<Response> {
+async fn follow_tag(
+    state: AppState,
+    auth: Auth,
+    name: String,
+    follow: bool,
+) -> ApiResult<Response> {
     auth.require(&["write:follows"])?;
     let me = auth.account()?;
     let req = tl::TagRequest {
@@ -248,7 +253,8 @@ pub async fn followed_tags(
         .map(|t| status::tag(t, base_url, true))
         .collect();
     let mut response = json_response(&body, body.len() * 512 + 2);
-    if let Some(link) = params.link_cursors(base_url, &uri, limit, tags.next_max_id, tags.prev_min_id)
+    if let Some(link) =
+        params.link_cursors(base_url, &uri, limit, tags.next_max_id, tags.prev_min_id)
     {
         response.headers_mut().insert(http::header::LINK, link);
     }
