@@ -4,7 +4,7 @@
 //! [`StatementCounter`] counts the SQL statements run in a test's database.
 
 use sqlx::{
-    AssertSqlSafe, Connection, Executor, PgConnection,
+    AssertSqlSafe, Connection, Executor, PgConnection, Row,
     postgres::{PgPool, PgPoolOptions},
 };
 
@@ -223,5 +223,122 @@ impl StatementCounter {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- query plans
+
+/// Planner settings a plan is made with: (label, `SET LOCAL`s, asserted). Custom plans
+/// are what the first executions of a prepared statement get, planned for the example
+/// arguments; after five, Postgres may switch to the generic plan when it does not look
+/// costlier than the custom ones.
+pub const PLAN_VARIANTS: [(&str, &str, bool); 3] = [
+    (
+        "enable_seqscan = off",
+        "SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_custom_plan;",
+        true,
+    ),
+    (
+        "default settings",
+        "SET LOCAL enable_seqscan = on; SET LOCAL plan_cache_mode = force_custom_plan;",
+        false,
+    ),
+    (
+        "generic plan, default settings",
+        "SET LOCAL enable_seqscan = on; SET LOCAL plan_cache_mode = force_generic_plan;",
+        false,
+    ),
+];
+
+/// `EXPLAIN (COSTS OFF)` of a statement with parameters (`args`: SQL literals such as
+/// `(1, ARRAY[2]::bigint[])`), through a prepared statement as a service runs it, once
+/// per [`PLAN_VARIANTS`] entry. One transaction, rolled back: writing statements are
+/// only planned, and `now()` in the arguments is the same in every variant.
+pub async fn explain(
+    conn: &mut PgConnection,
+    sql: &str,
+    args: &str,
+) -> anyhow::Result<Vec<String>> {
+    let run = |sql: String| sqlx::raw_sql(AssertSqlSafe(sql));
+    run("BEGIN".to_owned()).execute(&mut *conn).await?;
+    let mut plans = Vec::new();
+    for (_, settings, _) in PLAN_VARIANTS {
+        run(format!("{settings} PREPARE p AS {sql}"))
+            .execute(&mut *conn)
+            .await?;
+        let rows = run(format!("EXPLAIN (COSTS OFF) EXECUTE p{args}"))
+            .fetch_all(&mut *conn)
+            .await?;
+        run("DEALLOCATE p".to_owned()).execute(&mut *conn).await?;
+        let lines: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        plans.push(lines.join("\n"));
+    }
+    run("ROLLBACK".to_owned()).execute(&mut *conn).await?;
+    Ok(plans)
+}
+
+/// The tables of `tables` that `plan` reads with a sequential scan.
+pub fn seq_scanned<'a>(plan: &str, tables: &[&'a str]) -> Vec<&'a str> {
+    tables
+        .iter()
+        .copied()
+        .filter(|table| {
+            plan.lines().any(|line| {
+                line.split_once("Seq Scan on ")
+                    .is_some_and(|(_, rest)| rest.split_whitespace().next() == Some(table))
+            })
+        })
+        .collect()
+}
+
+/// Explains every `(name, sql, args)` statement, prints the plans as Markdown (for the
+/// docs; visible with `--no-capture`), and returns a description of every asserted
+/// variant that reads one of `tables` with a sequential scan.
+pub async fn check_plans(
+    conn: &mut PgConnection,
+    statements: &[(&str, &str, &str)],
+    tables: &[&str],
+) -> anyhow::Result<Vec<String>> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let mut failures = Vec::new();
+    for (name, sql, args) in statements {
+        writeln!(out, "### {name}\n\nArguments: `{args}`\n")?;
+        let plans = explain(conn, sql, args).await?;
+        let mut previous = "";
+        for ((label, _, asserted), plan) in PLAN_VARIANTS.into_iter().zip(&plans) {
+            let scanned = seq_scanned(plan, tables);
+            if asserted && !scanned.is_empty() {
+                failures.push(format!("{name}: Seq Scan on {scanned:?}\n{plan}"));
+            }
+            if plan == previous {
+                writeln!(out, "{label}: same plan.\n")?;
+            } else {
+                writeln!(out, "{label}:\n\n```text\n{plan}\n```\n")?;
+            }
+            previous = plan;
+        }
+    }
+    Ok(failures)
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    #[test]
+    fn seq_scans_are_found() {
+        let plan = "Limit\n  ->  Sort\n        ->  Seq Scan on accounts a\n              SubPlan 2\n                ->  Parallel Seq Scan on follows f\n                ->  Seq Scan on follows_archive";
+        assert_eq!(
+            seq_scanned(plan, &["follows", "accounts"]),
+            ["follows", "accounts"]
+        );
+        assert!(
+            seq_scanned(
+                "Index Only Scan using follows_pair on follows",
+                &["follows"]
+            )
+            .is_empty()
+        );
     }
 }

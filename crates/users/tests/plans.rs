@@ -165,79 +165,6 @@ async fn load(db: &TestDatabase) {
     admin.close().await.unwrap();
 }
 
-/// Planner settings a plan is made with: (label, `SET LOCAL`s, asserted). Custom plans
-/// are what the first executions of a prepared statement get, planned for the example
-/// arguments; after five, Postgres may switch to the generic plan when it does not look
-/// costlier than the custom ones.
-const VARIANTS: [(&str, &str, bool); 3] = [
-    (
-        "enable_seqscan = off",
-        "SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_custom_plan;",
-        true,
-    ),
-    (
-        "default settings",
-        "SET LOCAL enable_seqscan = on; SET LOCAL plan_cache_mode = force_custom_plan;",
-        false,
-    ),
-    (
-        "generic plan, default settings",
-        "SET LOCAL enable_seqscan = on; SET LOCAL plan_cache_mode = force_generic_plan;",
-        false,
-    ),
-];
-
-/// `EXPLAIN (COSTS OFF)` of a statement with parameters, through a prepared statement as
-/// the service runs it, once per [`VARIANTS`] entry. One transaction, rolled back: the
-/// writing statements are only planned anyway, and `now()` in the arguments is the same
-/// in every variant.
-async fn explain(conn: &mut PgConnection, sql: &str, args: &str) -> Vec<String> {
-    let run = |sql: String| sqlx::raw_sql(AssertSqlSafe(sql));
-    run("BEGIN".to_owned()).execute(&mut *conn).await.unwrap();
-    let mut plans = Vec::new();
-    for (_, settings, _) in VARIANTS {
-        run(format!("{settings} PREPARE p AS {sql}"))
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-        let rows = run(format!("EXPLAIN (COSTS OFF) EXECUTE p{args}"))
-            .fetch_all(&mut *conn)
-            .await
-            .unwrap();
-        run("DEALLOCATE p".to_owned())
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-        let lines: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-        plans.push(lines.join("\n"));
-    }
-    run("ROLLBACK".to_owned())
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    plans
-}
-
-/// The tables of `TABLES` that `plan` reads with a sequential scan.
-fn seq_scanned(plan: &str) -> Vec<&'static str> {
-    TABLES
-        .into_iter()
-        .filter(|table| {
-            plan.lines().any(|line| {
-                line.split_once("Seq Scan on ")
-                    .is_some_and(|(_, rest)| rest.split_whitespace().next() == Some(table))
-            })
-        })
-        .collect()
-}
-
-#[test]
-fn seq_scans_are_found() {
-    let plan = "Limit\n  ->  Sort\n        ->  Seq Scan on accounts a\n              SubPlan 2\n                ->  Parallel Seq Scan on follows f\n                ->  Seq Scan on follows_archive";
-    assert_eq!(seq_scanned(plan), ["follows", "accounts"]);
-    assert!(seq_scanned("Index Only Scan using follows_pair on follows").is_empty());
-}
-
 #[tokio::test]
 async fn graph_statements_are_served_by_indexes() {
     let db = migrated().await;
@@ -247,24 +174,9 @@ async fn graph_statements_are_served_by_indexes() {
 
     // The assertion: with sequential scans priced out, every table is reached through an
     // index. The other variants are printed for the documentation.
-    let mut failures = Vec::new();
-    for (name, sql, args) in statements_for_plans() {
-        println!("### {name}\n\nArguments: `{args}`\n");
-        let plans = explain(&mut conn, sql, args).await;
-        let mut previous = "";
-        for ((label, _, asserted), plan) in VARIANTS.into_iter().zip(&plans) {
-            let scanned = seq_scanned(plan);
-            if asserted && !scanned.is_empty() {
-                failures.push(format!("{name}: Seq Scan on {scanned:?}\n{plan}"));
-            }
-            if plan == previous {
-                println!("{label}: same plan.\n");
-            } else {
-                println!("{label}:\n\n```text\n{plan}\n```\n");
-            }
-            previous = plan;
-        }
-    }
+    let failures = testing::check_plans(&mut conn, &statements_for_plans(), &TABLES)
+        .await
+        .unwrap();
     conn.close().await.unwrap();
     assert!(
         failures.is_empty(),
