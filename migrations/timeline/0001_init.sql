@@ -45,9 +45,11 @@ CREATE TABLE statuses (
 
 -- Account timelines and home-feed rebuilds: newest statuses of an account.
 CREATE INDEX statuses_by_account ON statuses (account_id, id DESC);
--- The public timeline: original public statuses, newest first.
+-- The public timeline: original public statuses that are not replies to others (as
+-- Mastodon's), newest first.
 CREATE INDEX statuses_public ON statuses (id DESC)
-    WHERE visibility = 1 AND reblog_of_id IS NULL;
+    WHERE visibility = 1 AND reblog_of_id IS NULL
+      AND (in_reply_to_account_id IS NULL OR in_reply_to_account_id = account_id);
 -- Conversation descendants.
 CREATE INDEX statuses_replies ON statuses (in_reply_to_id, id)
     WHERE in_reply_to_id IS NOT NULL;

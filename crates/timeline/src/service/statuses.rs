@@ -362,7 +362,8 @@ impl Timeline {
             .get(&req.status_id)
             .ok_or(Error::NotFound("status"))?;
         if target.account_id != viewer.id {
-            return Err(Error::PermissionDenied("This action is not allowed"));
+            // As in edit_status (and Mastodon): others' statuses are as good as absent.
+            return Err(Error::NotFound("status"));
         }
         let mut tx = self.store.begin().await?;
         let deleted = Store::delete_status(&mut tx, StatusId(req.status_id)).await?;

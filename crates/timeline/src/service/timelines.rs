@@ -267,13 +267,19 @@ impl Timeline {
             .collect())
     }
 
+    /// A hashtag: unknown but valid names are answered as unused tags (Mastodon's
+    /// `Tag.new`), with id 0; invalid names are NOT_FOUND.
     pub async fn get_tag(&self, req: pb::TagRequest) -> Result<pb::Tag> {
         let name = normalize_tag(&req.name).ok_or(Error::NotFound("tag"))?;
         let row = self
             .store
             .tag_by_name(&name, req.viewer_id)
             .await?
-            .ok_or(Error::NotFound("tag"))?;
+            .unwrap_or(TagRow {
+                id: 0,
+                name,
+                following: false,
+            });
         self.tags_with_history(vec![row])
             .await?
             .pop()

@@ -209,12 +209,14 @@ macro_rules! keyset {
     };
 }
 
-/// Original public statuses (`$4`: only with media).
+/// Original public statuses, without replies to others (`$4`: only with media).
 const PUBLIC: [&str; 2] = keyset!(
     "id",
     "id",
     "statuses",
-    "visibility = 1 AND reblog_of_id IS NULL AND (NOT $4 OR cardinality(media_ids) > 0)"
+    "visibility = 1 AND reblog_of_id IS NULL
+     AND (in_reply_to_account_id IS NULL OR in_reply_to_account_id = account_id)
+     AND (NOT $4 OR cardinality(media_ids) > 0)"
 );
 
 /// Statuses of account `$4` up to visibility `$5` (2: public and unlisted, 3: also
