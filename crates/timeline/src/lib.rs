@@ -76,11 +76,21 @@ pub fn build(
             l2_ttl: Some(config.status_l2_ttl),
         },
     );
+    let flags = TieredCache::new(
+        hub,
+        service::FLAGS_CACHE,
+        CacheOptions {
+            l1_capacity: config.status_l1_capacity,
+            l1_ttl: config.status_l1_ttl,
+            l2_ttl: Some(config.status_l2_ttl),
+        },
+    );
     let channel = rookery_kit::grpc::channel(&config.users_url, config.grpc_timeout)
         .map_err(|e| Error::Internal(format!("users url: {e}")))?;
     Ok(Arc::new(service::Timeline::new(service::Parts {
         store: store::Store::new(db),
         statuses,
+        flags,
         feeds: feed::Feeds::new(redis.clone(), config.feed_length, config.feed_ttl),
         users: UsersClient::new(channel),
         outbox,

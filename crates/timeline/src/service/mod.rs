@@ -25,11 +25,14 @@ use crate::{Config, Result, domain::Visibility, feed::Feeds, store::Store};
 
 /// Cache name of status bodies (L1 in every replica, L2 in Redis).
 pub const STATUS_CACHE: &str = "statuses";
+/// Cache name of viewers' flags on statuses (favourited, reblogged, ...).
+pub const FLAGS_CACHE: &str = "status-flags";
 
 /// The timeline service.
 pub struct Timeline {
     pub(crate) store: Store,
     pub(crate) statuses: TieredCache<pb::Status>,
+    pub(crate) flags: TieredCache<pb::ViewerState>,
     pub(crate) feeds: Feeds,
     pub(crate) users: UsersClient<TracedChannel>,
     pub(crate) outbox: Outbox,
@@ -41,6 +44,7 @@ pub struct Timeline {
 pub struct Parts {
     pub store: Store,
     pub statuses: TieredCache<pb::Status>,
+    pub flags: TieredCache<pb::ViewerState>,
     pub feeds: Feeds,
     pub users: UsersClient<TracedChannel>,
     pub outbox: Outbox,
@@ -96,11 +100,16 @@ fn cache_key(id: i64) -> String {
     id.to_string()
 }
 
+fn flags_key(viewer: i64, status: i64) -> String {
+    format!("{viewer}:{status}")
+}
+
 impl Timeline {
     pub fn new(parts: Parts) -> Self {
         Self {
             store: parts.store,
             statuses: parts.statuses,
+            flags: parts.flags,
             feeds: parts.feeds,
             users: parts.users,
             outbox: parts.outbox,
@@ -322,20 +331,49 @@ impl Timeline {
         authors.dedup();
         page.authors = authors;
         if viewer.signed_in() && !shown_ids.is_empty() {
-            for f in self.store.viewer_flags(viewer.id, &shown_ids).await? {
-                page.viewer.insert(
-                    f.id,
-                    pb::ViewerState {
-                        favourited: f.favourited,
-                        reblogged: f.reblogged,
-                        bookmarked: f.bookmarked,
-                        pinned: f.pinned,
-                        muted: false,
-                    },
-                );
-            }
+            page.viewer = self.flags(viewer.id, &shown_ids).await?;
         }
         Ok(page)
+    }
+
+    /// The viewer's flags on `ids`: from the flags cache, one statement for the misses.
+    /// Only this service changes them, and it drops the entry when it does.
+    async fn flags(&self, viewer: i64, ids: &[i64]) -> Result<HashMap<i64, pb::ViewerState>> {
+        let keys: Vec<String> = ids.iter().map(|id| flags_key(viewer, *id)).collect();
+        let found = self
+            .flags
+            .get_many(&keys, |missing| async move {
+                let ids: Vec<i64> = missing
+                    .iter()
+                    .filter_map(|k| k.rsplit(':').next()?.parse().ok())
+                    .collect();
+                let rows = self.store.viewer_flags(viewer, &ids).await?;
+                Ok::<_, crate::Error>(
+                    rows.into_iter()
+                        .map(|f| {
+                            let state = pb::ViewerState {
+                                favourited: f.favourited,
+                                reblogged: f.reblogged,
+                                bookmarked: f.bookmarked,
+                                pinned: f.pinned,
+                                muted: false,
+                            };
+                            (flags_key(viewer, f.id), state)
+                        })
+                        .collect(),
+                )
+            })
+            .await?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| Some((*id, *found.get(&flags_key(viewer, *id))?)))
+            .collect())
+    }
+
+    /// Drops the viewer's cached flags on `ids` after they changed them.
+    pub async fn forget_flags(&self, viewer: i64, ids: &[i64]) {
+        let keys: Vec<String> = ids.iter().map(|id| flags_key(viewer, *id)).collect();
+        self.flags.invalidate(&keys).await;
     }
 }
 

@@ -382,6 +382,8 @@ impl Timeline {
         tx.commit().await?;
         self.outbox.committed();
         self.forget(&changed).await;
+        // Deleting one's reblog un-reblogs the original.
+        self.forget_flags(viewer.id, &changed).await;
         Ok(page)
     }
 
@@ -603,6 +605,8 @@ impl Timeline {
             }
         }
         tx.commit().await?;
+        // The viewer's flags on it may have moved, whatever the outcome.
+        self.forget_flags(viewer.id, &[target.id, answer]).await;
         if changed {
             self.outbox.committed();
             // Counters moved.
