@@ -916,6 +916,7 @@ async fn batch_and_streaming_rpcs_for_other_services() {
                     account_id: star,
                     only_active,
                     following: false,
+                    reblogs_only: false,
                 })
                 .await
                 .unwrap()

@@ -94,8 +94,14 @@ impl Timeline {
         Ok(())
     }
 
-    /// Calls `each` with every chunk of `account`'s active followers.
-    async fn for_followers<F, Fut>(&self, account: i64, mut each: F) -> Result<usize>
+    /// Calls `each` with every chunk of `account`'s active followers (with
+    /// `reblogs_only`, those who show its reblogs).
+    async fn for_followers<F, Fut>(
+        &self,
+        account: i64,
+        reblogs_only: bool,
+        mut each: F,
+    ) -> Result<usize>
     where
         F: FnMut(Vec<i64>) -> Fut,
         Fut: Future<Output = Result<()>>,
@@ -106,6 +112,7 @@ impl Timeline {
                 account_id: account,
                 only_active: true,
                 following: false,
+                reblogs_only,
             })
             .await?
             .into_inner();
@@ -150,14 +157,15 @@ impl Timeline {
             // Too many followers to write to: they merge this author in at read time.
             if self.feeds.push_author(e.account_id, e.status_id).await? {
                 let author = e.account_id;
-                self.for_followers(author, |chunk| async move {
+                self.for_followers(author, false, |chunk| async move {
                     self.feeds.set_celeb(&chunk, author, true).await
                 })
                 .await?;
             }
         } else {
             let pushed = std::sync::atomic::AtomicUsize::new(0);
-            self.for_followers(e.account_id, |chunk| {
+            // A reblog only reaches followers who did not turn reblogs off.
+            self.for_followers(e.account_id, !original, |chunk| {
                 let pushed = &pushed;
                 async move {
                     let n = self.feeds.push(&chunk, entry).await?;
@@ -186,7 +194,7 @@ impl Timeline {
         let ids = [e.status_id];
         self.feeds.remove(&[e.account_id], &ids).await?;
         self.feeds.remove_author(e.account_id, e.status_id).await?;
-        self.for_followers(e.account_id, |chunk| async move {
+        self.for_followers(e.account_id, false, |chunk| async move {
             self.feeds.remove(&chunk, &ids).await
         })
         .await?;
@@ -221,7 +229,7 @@ impl Timeline {
         };
         let (a, b) = (e.account_id, e.target_account_id);
         match topic {
-            "follow.created" => self.merge(a, b).await?,
+            "follow.created" => self.merge(a, b, e.show_reblogs).await?,
             "follow.deleted" => self.unmerge(a, b).await?,
             "block.created" => {
                 self.feeds.forget_filters(&[a, b]).await?;
@@ -234,8 +242,9 @@ impl Timeline {
         Ok(())
     }
 
-    /// `account` followed `target`: its recent statuses join the feed.
-    async fn merge(&self, account: i64, target: i64) -> Result<()> {
+    /// `account` followed `target`: its recent statuses (and reblogs, unless turned off)
+    /// join the feed.
+    async fn merge(&self, account: i64, target: i64, reblogs: bool) -> Result<()> {
         if !self.feeds.is_live(account).await? {
             return Ok(());
         }
@@ -248,6 +257,7 @@ impl Timeline {
         let pairs: Vec<(i64, Entry)> = rows
             .into_iter()
             .rev()
+            .filter(|(_, reblog_of)| reblogs || reblog_of.is_none())
             .map(|(id, reblog_of)| (account, Entry { id, reblog_of }))
             .collect();
         self.feeds.push_pairs(&pairs).await?;

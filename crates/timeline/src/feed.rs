@@ -314,7 +314,9 @@ impl Feeds {
         Ok(added.into_iter().filter(|a| *a == 1).count())
     }
 
-    /// Removes statuses from the feeds of `accounts` (a delete, an unfollow).
+    /// Removes statuses from the feeds of `accounts` (a delete, an unfollow). A removed
+    /// reblog also leaves the feed's reblog list, so a later reblog of the same original
+    /// is shown again.
     pub async fn remove(&self, accounts: &[i64], ids: &[i64]) -> Result<()> {
         if accounts.is_empty() || ids.is_empty() {
             return Ok(());
@@ -325,6 +327,14 @@ impl Feeds {
                 .arg(self.key(*account, "feed"))
                 .arg(ids)
                 .ignore();
+            let reblogs = self.key(*account, "reblogs");
+            for id in ids {
+                pipe.cmd("ZREMRANGEBYSCORE")
+                    .arg(&reblogs)
+                    .arg(*id)
+                    .arg(*id)
+                    .ignore();
+            }
         }
         Ok(self.redis.pipe::<()>(&pipe).await?)
     }

@@ -209,7 +209,12 @@ impl users_server::Users for UsersGrpc {
                     users.following_ids_chunk(req.account_id, after).await
                 } else {
                     users
-                        .follower_ids_chunk(req.account_id, req.only_active, after)
+                        .follower_ids_chunk(
+                            req.account_id,
+                            req.only_active,
+                            req.reblogs_only,
+                            after,
+                        )
                         .await
                 };
                 match chunk {

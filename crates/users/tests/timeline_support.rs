@@ -199,6 +199,7 @@ async fn following_ids_are_streamed() {
         pb::FollowerIdsRequest {
             account_id: viewer,
             following: true,
+            reblogs_only: false,
             // Ignored with `following`.
             only_active: true,
         },
@@ -221,6 +222,7 @@ async fn following_ids_are_streamed() {
         pb::FollowerIdsRequest {
             account_id: followed[0],
             following: true,
+            reblogs_only: false,
             only_active: false,
         },
     )
@@ -245,6 +247,7 @@ async fn following_ids_span_chunks() {
         pb::FollowerIdsRequest {
             account_id: 1,
             following: true,
+            reblogs_only: false,
             only_active: false,
         },
     )

@@ -81,6 +81,9 @@ pub struct Filter {
     /// The candidate ids are known visible to the viewer (the home feed: fan-out only
     /// delivered what they may see), so private statuses need no follow check.
     pub trusted: bool,
+    /// Leave out replies to accounts the viewer does not follow (the home timeline, as
+    /// Mastodon's: a conversation between others is not for the viewer's home).
+    pub followed_replies_only: bool,
 }
 
 impl Filter {
@@ -88,11 +91,13 @@ impl Filter {
     pub const TIMELINE: Self = Self {
         mutes: true,
         trusted: false,
+        followed_replies_only: false,
     };
     /// A status asked for by id, an account's own page: blocks only.
     pub const DIRECT: Self = Self {
         mutes: false,
         trusted: false,
+        followed_replies_only: false,
     };
 }
 
@@ -272,9 +277,15 @@ impl Timeline {
                     ask.push(q.account_id);
                 }
             }
-            ask.sort_unstable();
-            ask.dedup();
         }
+        if filter.followed_replies_only {
+            ask.extend(
+                ids.iter()
+                    .filter_map(|id| reply_to_other(viewer, bodies.get(id)?)),
+            );
+        }
+        ask.sort_unstable();
+        ask.dedup();
         let following = self.following(viewer.id, &ask).await?;
         let may_see = |s: &pb::Status| {
             if viewer.blocks.contains(&s.account_id) {
@@ -301,6 +312,11 @@ impl Timeline {
             if filter.mutes
                 && (viewer.mutes.contains(&s.account_id)
                     || viewer.mutes.contains(&shown.account_id))
+            {
+                continue;
+            }
+            if filter.followed_replies_only
+                && reply_to_other(viewer, s).is_some_and(|to| !following.contains(&to))
             {
                 continue;
             }
@@ -375,6 +391,12 @@ impl Timeline {
         let keys: Vec<String> = ids.iter().map(|id| flags_key(viewer, *id)).collect();
         self.flags.invalidate(&keys).await;
     }
+}
+
+/// The account `s` answers when that is neither its author nor the viewer.
+fn reply_to_other(viewer: &Viewer, s: &pb::Status) -> Option<i64> {
+    s.in_reply_to_account_id
+        .filter(|to| *to != s.account_id && *to != viewer.id)
 }
 
 /// Whether seeing `s` depends on the viewer following its author.

@@ -58,6 +58,7 @@ impl Timeline {
                 account_id: account,
                 only_active: false,
                 following: true,
+                reblogs_only: false,
             })
             .await?
             .into_inner();
@@ -121,6 +122,7 @@ impl Timeline {
         let filter = Filter {
             mutes: true,
             trusted: true,
+            followed_replies_only: true,
         };
         let mut page = self.page(&viewer, &ids, filter).await?;
         cursors(&mut page, &ids, bounds.limit);
@@ -199,6 +201,7 @@ impl Timeline {
         let filter = Filter {
             mutes: false,
             trusted: true,
+            followed_replies_only: false,
         };
         if req.pinned {
             // Pins are few (five at most) and not paged.
@@ -213,6 +216,7 @@ impl Timeline {
             let visible = Filter {
                 mutes: false,
                 trusted: false,
+                followed_replies_only: false,
             };
             return self.page(&viewer, &ids, visible).await;
         }

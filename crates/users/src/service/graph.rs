@@ -773,6 +773,7 @@ impl Users {
         &self,
         account: i64,
         only_active: bool,
+        reblogs_only: bool,
         after: i64,
     ) -> Result<(Vec<i64>, Option<i64>)> {
         let active_since: Option<DateTime<Utc>> = only_active
@@ -781,7 +782,13 @@ impl Users {
             .map(|window| Utc::now() - window);
         let rows = self
             .store
-            .follower_ids(AccountId(account), after, active_since, FOLLOWER_CHUNK)
+            .follower_ids(
+                AccountId(account),
+                after,
+                active_since,
+                reblogs_only,
+                FOLLOWER_CHUNK,
+            )
             .await?;
         let next = (rows.len() as i64 == FOLLOWER_CHUNK)
             .then(|| rows.last().map(|(id, _)| *id))

@@ -459,6 +459,17 @@ const FOLLOWER_IDS: &str = "SELECT f.id, f.account_id FROM follows f
      WHERE f.target_account_id = $1 AND f.id > $2
      ORDER BY f.id LIMIT $3";
 
+/// As [`FOLLOWER_IDS`], only followers who show `$1`'s reblogs.
+const REBLOG_FOLLOWER_IDS: &str = "SELECT f.id, f.account_id FROM follows f
+     WHERE f.target_account_id = $1 AND f.id > $2 AND f.show_reblogs
+     ORDER BY f.id LIMIT $3";
+
+/// As [`ACTIVE_FOLLOWER_IDS`], only followers who show `$1`'s reblogs.
+const ACTIVE_REBLOG_FOLLOWER_IDS: &str = "SELECT f.id, f.account_id FROM follows f
+     WHERE f.target_account_id = $1 AND f.id > $2 AND f.show_reblogs
+       AND (SELECT c.last_active_at FROM credentials c WHERE c.account_id = f.account_id) >= $3
+     ORDER BY f.id LIMIT $4";
+
 /// A chunk of the accounts `$1` follows, by follow id (index-only on `follows_by_account`).
 const FOLLOWING_IDS: &str = "SELECT f.id, f.target_account_id FROM follows f
      WHERE f.account_id = $1 AND f.id > $2
@@ -850,14 +861,17 @@ impl Store {
         account: AccountId,
         after: i64,
         active_since: Option<DateTime<Utc>>,
+        reblogs_only: bool,
         limit: i64,
     ) -> Result<Vec<(i64, i64)>> {
+        let (all, active) = if reblogs_only {
+            (REBLOG_FOLLOWER_IDS, ACTIVE_REBLOG_FOLLOWER_IDS)
+        } else {
+            (FOLLOWER_IDS, ACTIVE_FOLLOWER_IDS)
+        };
         let query = match active_since {
-            None => sqlx::query_as(FOLLOWER_IDS).bind(account).bind(after),
-            Some(since) => sqlx::query_as(ACTIVE_FOLLOWER_IDS)
-                .bind(account)
-                .bind(after)
-                .bind(since),
+            None => sqlx::query_as(all).bind(account).bind(after),
+            Some(since) => sqlx::query_as(active).bind(account).bind(after).bind(since),
         };
         Ok(query.bind(limit).fetch_all(self.db.replica()).await?)
     }
@@ -966,6 +980,16 @@ pub fn statements_for_plans() -> Vec<(&'static str, &'static str, &'static str)>
         ("blocks page", page_sql(List::Blocks, false), PAGE),
         ("mutes page", page_sql(List::Mutes, false), PAGE),
         ("fan-out chunk", FOLLOWER_IDS, "(1, 0, 1000)"),
+        (
+            "fan-out chunk, reblogs",
+            REBLOG_FOLLOWER_IDS,
+            "(1, 0, 1000)",
+        ),
+        (
+            "fan-out chunk, reblogs, active only",
+            ACTIVE_REBLOG_FOLLOWER_IDS,
+            "(1, 0, now() - interval '7 days', 1000)",
+        ),
         (
             "fan-out chunk, active only",
             ACTIVE_FOLLOWER_IDS,
