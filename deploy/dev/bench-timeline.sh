@@ -58,9 +58,9 @@ run() { # name url connections
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-    grep -q "Non-2xx" <<<"$out" && die "$1: non-2xx responses: $(grep Non-2xx <<<"$out")"
+    errors=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
     grep -q "Socket errors" <<<"$out" && log "$1: $(grep 'Socket errors' <<<"$out")"
-    printf '%-44s c=%-5s %10s req/s   p50 %-9s p99 %-9s\n' "$1" "$3" "$rps" "$p50" "$p99" >&2
+    printf '%-44s c=%-5s %10s req/s   p50 %-9s p99 %-9s non-2xx %s\n' "$1" "$3" "$rps" "$p50" "$p99" "${errors:-0}" >&2
 }
 
 # ---------------------------------------------------------------- 1. home timeline
