@@ -68,21 +68,25 @@ pub async fn status_list(
     params: &PageParams,
     limit: u32,
 ) -> ApiResult<Response> {
-    let accounts = page_accounts(state, &page).await?;
+    let (next, prev) = (page.next_max_id, page.prev_min_id);
+    let mut response = status_array(state, &page).await?;
     let base_url = &state.config.instance.base_url;
-    let ctx = Ctx {
-        page: &page,
-        accounts: &accounts,
-        base_url,
-    };
-    let body = status::statuses(&ctx);
-    let mut response = json_response(&body, body.len() * STATUS_JSON_BYTES + 2);
-    if let Some(link) =
-        params.link_cursors(base_url, uri, limit, page.next_max_id, page.prev_min_id)
-    {
+    if let Some(link) = params.link_cursors(base_url, uri, limit, next, prev) {
         response.headers_mut().insert(LINK, link);
     }
     Ok(response)
+}
+
+/// Answers the statuses of `page` as a JSON array (authors in one batched lookup).
+pub async fn status_array(state: &AppState, page: &tl::StatusPage) -> ApiResult<Response> {
+    let accounts = page_accounts(state, page).await?;
+    let ctx = Ctx {
+        page,
+        accounts: &accounts,
+        base_url: &state.config.instance.base_url,
+    };
+    let body = status::statuses(&ctx);
+    Ok(json_response(&body, body.len() * STATUS_JSON_BYTES + 2))
 }
 
 /// Answers the first status of `page` (404 when the viewer may not see it).
@@ -298,14 +302,7 @@ pub async fn batch(
         })
         .await?
         .into_inner();
-    let accounts = page_accounts(&state, &page).await?;
-    let ctx = Ctx {
-        page: &page,
-        accounts: &accounts,
-        base_url: &state.config.instance.base_url,
-    };
-    let body = status::statuses(&ctx);
-    Ok(json_response(&body, body.len() * STATUS_JSON_BYTES + 2))
+    status_array(&state, &page).await
 }
 
 /// `DELETE /api/v1/statuses/:id`: answers the deleted status with its `text`, for

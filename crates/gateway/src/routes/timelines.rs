@@ -8,7 +8,9 @@ use axum::{
 use rookery_proto::{timeline::v1 as tl, users::v1 as pb};
 use serde::Deserialize;
 
-use super::statuses::{STATUSES_DEFAULT, STATUSES_MAX, page_accounts, status_list, viewer_of};
+use super::statuses::{
+    STATUSES_DEFAULT, STATUSES_MAX, page_accounts, status_array, status_list, viewer_of,
+};
 use crate::{
     auth::{Auth, MaybeAuth},
     error::{ApiError, ApiResult},
@@ -169,6 +171,16 @@ fn tag_json(state: &AppState, t: &tl::Tag, signed_in: bool) -> Response {
     )
 }
 
+/// Answers hashtags as a JSON array.
+fn tag_array(state: &AppState, tags: &[tl::Tag], signed_in: bool) -> Response {
+    let base_url = &state.config.instance.base_url;
+    let body: Vec<_> = tags
+        .iter()
+        .map(|t| status::tag(t, base_url, signed_in))
+        .collect();
+    json_response(&body, body.len() * 512 + 2)
+}
+
 /// `GET /api/v1/tags/:name`.
 pub async fn show_tag(
     State(state): State<AppState>,
@@ -247,12 +259,7 @@ pub async fn followed_tags(
         .await?
         .into_inner();
     let base_url = &state.config.instance.base_url;
-    let body: Vec<_> = tags
-        .tags
-        .iter()
-        .map(|t| status::tag(t, base_url, true))
-        .collect();
-    let mut response = json_response(&body, body.len() * 512 + 2);
+    let mut response = tag_array(&state, &tags.tags, true);
     if let Some(link) =
         params.link_cursors(base_url, &uri, limit, tags.next_max_id, tags.prev_min_id)
     {
@@ -291,13 +298,7 @@ pub async fn trending_tags(
         })
         .await?
         .into_inner();
-    let base_url = &state.config.instance.base_url;
-    let body: Vec<_> = tags
-        .tags
-        .iter()
-        .map(|t| status::tag(t, base_url, viewer != 0))
-        .collect();
-    Ok(json_response(&body, body.len() * 512 + 2))
+    Ok(tag_array(&state, &tags.tags, viewer != 0))
 }
 
 /// `GET /api/v1/trends/statuses`.
@@ -316,14 +317,7 @@ pub async fn trending_statuses(
         })
         .await?
         .into_inner();
-    let accounts = page_accounts(&state, &page).await?;
-    let ctx = Ctx {
-        page: &page,
-        accounts: &accounts,
-        base_url: &state.config.instance.base_url,
-    };
-    let body = status::statuses(&ctx);
-    Ok(json_response(&body, body.len() * STATUS_JSON_BYTES + 2))
+    status_array(&state, &page).await
 }
 
 #[derive(Deserialize)]
