@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "rookery/users/v1/users.proto",
         "rookery/timeline/v1/timeline.proto",
+        "rookery/notifications/v1/notifications.proto",
     ];
     let paths: Vec<PathBuf> = files.iter().map(|f| root.join(f)).collect();
     for p in &paths {

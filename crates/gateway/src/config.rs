@@ -16,6 +16,8 @@ pub struct Config {
     pub users_url: String,
     /// The timeline service: `TIMELINE_URL` (default `http://127.0.0.1:50052`).
     pub timeline_url: String,
+    /// The notifications service: `NOTIFICATIONS_URL` (default `http://127.0.0.1:50053`).
+    pub notifications_url: String,
     /// Redis (`REDIS_URL`, `REDIS_PREFIX`, `REDIS_TIMEOUT_MS`, `REDIS_POOL_SIZE`).
     pub redis: RedisConfig,
     /// Public facts about the instance.
@@ -36,6 +38,32 @@ pub struct Config {
     pub account_cache_ttl: Duration,
     /// Account entities kept in process: `GATEWAY_ACCOUNT_CACHE_CAPACITY` (default 100 000).
     pub account_cache_capacity: u64,
+    /// The streaming API.
+    pub streaming: StreamingConfig,
+}
+
+/// Limits of the streaming API.
+#[derive(Clone, Debug)]
+pub struct StreamingConfig {
+    /// Interval of heartbeats (SSE comments, WebSocket pings):
+    /// `STREAMING_HEARTBEAT_MS` (default 15 000).
+    pub heartbeat: Duration,
+    /// Events buffered per connection; a client that falls this far behind is
+    /// disconnected: `STREAMING_BUFFER` (default 256).
+    pub buffer: usize,
+    /// Open streaming connections per replica; more are refused with 503:
+    /// `STREAMING_MAX_CONNECTIONS` (default 20 000).
+    pub max_connections: usize,
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(15),
+            buffer: 256,
+            max_connections: 20_000,
+        }
+    }
 }
 
 /// What the instance documents say about this server.
@@ -91,6 +119,7 @@ impl Config {
             })?,
             users_url: env_or("USERS_URL", "http://127.0.0.1:50051"),
             timeline_url: env_or("TIMELINE_URL", "http://127.0.0.1:50052"),
+            notifications_url: env_or("NOTIFICATIONS_URL", "http://127.0.0.1:50053"),
             redis: RedisConfig::from_env()?,
             instance,
             request_timeout: env_millis("GATEWAY_REQUEST_TIMEOUT_MS", 10_000)?,
@@ -100,6 +129,11 @@ impl Config {
             token_cache_capacity: env_parse("GATEWAY_TOKEN_CACHE_CAPACITY", 100_000)?,
             account_cache_ttl: env_millis("GATEWAY_ACCOUNT_CACHE_TTL_MS", 30_000)?,
             account_cache_capacity: env_parse("GATEWAY_ACCOUNT_CACHE_CAPACITY", 100_000)?,
+            streaming: StreamingConfig {
+                heartbeat: env_millis("STREAMING_HEARTBEAT_MS", 15_000)?,
+                buffer: env_parse("STREAMING_BUFFER", 256)?,
+                max_connections: env_parse("STREAMING_MAX_CONNECTIONS", 20_000)?,
+            },
         })
     }
 
@@ -114,6 +148,7 @@ impl Config {
             addr: ([127, 0, 0, 1], 0).into(),
             users_url: users_url.to_owned(),
             timeline_url: timeline_url.to_owned(),
+            notifications_url: "http://127.0.0.1:50053".to_owned(),
             redis: RedisConfig::for_url(redis_url, redis_prefix),
             instance: InstanceConfig::new("rookery.test", "http://rookery.test"),
             request_timeout: Duration::from_secs(10),
@@ -123,6 +158,7 @@ impl Config {
             token_cache_capacity: 10_000,
             account_cache_ttl: Duration::from_secs(30),
             account_cache_capacity: 10_000,
+            streaming: StreamingConfig::default(),
         }
     }
 }

@@ -33,6 +33,7 @@ use rookery_kit::{
     redis::Redis,
 };
 use rookery_proto::{
+    notifications::v1::notifications_client::NotificationsClient,
     timeline::v1::timeline_client::TimelineClient, users::v1::users_client::UsersClient,
 };
 use tokio::net::TcpListener;
@@ -62,6 +63,8 @@ pub fn state(config: Config, shutdown: &CancellationToken) -> anyhow::Result<App
     hub.spawn_listener(shutdown.clone());
     let channel = rookery_kit::grpc::channel(&config.users_url, config.grpc_timeout)?;
     let timeline = rookery_kit::grpc::channel(&config.timeline_url, config.grpc_timeout)?;
+    let notifications =
+        rookery_kit::grpc::channel(&config.notifications_url, config.grpc_timeout)?;
     let tokens = TieredCache::new(
         &hub,
         names::TOKENS,
@@ -93,6 +96,7 @@ pub fn state(config: Config, shutdown: &CancellationToken) -> anyhow::Result<App
         health: tonic_health::pb::health_client::HealthClient::new(channel.clone()),
         users: UsersClient::new(channel),
         timeline: TimelineClient::new(timeline),
+        notifications: NotificationsClient::new(notifications),
         tokens,
         accounts,
         stats,

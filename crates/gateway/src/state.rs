@@ -4,6 +4,7 @@ use std::{collections::HashMap, ops::Deref, sync::Arc};
 
 use rookery_kit::{cache::TieredCache, grpc::TracedChannel};
 use rookery_proto::{
+    notifications::v1::notifications_client::NotificationsClient,
     timeline::v1::timeline_client::TimelineClient,
     users::v1::{self as pb, users_client::UsersClient},
 };
@@ -23,6 +24,8 @@ pub struct Inner {
     pub users: UsersClient<TracedChannel>,
     /// The timeline service.
     pub timeline: TimelineClient<TracedChannel>,
+    /// The notifications service.
+    pub notifications: NotificationsClient<TracedChannel>,
     /// Health checks of the users service (readiness).
     pub health: tonic_health::pb::health_client::HealthClient<TracedChannel>,
     /// Token resolutions (process-local, evicted by broadcast revocations).
@@ -65,6 +68,11 @@ impl AppState {
     /// A timeline client for one call.
     pub fn timeline(&self) -> TimelineClient<TracedChannel> {
         self.timeline.clone()
+    }
+
+    /// A notifications client for one call.
+    pub fn notifications(&self) -> NotificationsClient<TracedChannel> {
+        self.notifications.clone()
     }
 
     /// Accounts by id: this replica's cache, one batched call for the misses. Unknown

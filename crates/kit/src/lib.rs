@@ -26,6 +26,7 @@ pub mod ops;
 pub mod ratelimit;
 pub mod redis;
 pub mod shutdown;
+pub mod streaming;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -21,3 +21,11 @@ pub mod timeline {
         tonic::include_proto!("rookery.timeline.v1");
     }
 }
+
+/// `rookery.notifications.v1`: notifications, their groups, unread counts, markers.
+pub mod notifications {
+    /// Version 1 of the notifications API.
+    pub mod v1 {
+        tonic::include_proto!("rookery.notifications.v1");
+    }
+}

@@ -113,6 +113,7 @@ impl Timeline {
                 only_active: true,
                 following: false,
                 reblogs_only,
+                notify_only: false,
             })
             .await?
             .into_inner();

@@ -8,7 +8,7 @@ use futures::Stream;
 use rookery_proto::users::v1::{self as pb, users_server};
 use tonic::{Request, Response, Status};
 
-use crate::service::Users;
+use crate::{service::Users, store::graph::Followers};
 
 /// gRPC face of [`Users`].
 #[derive(Clone)]
@@ -200,6 +200,13 @@ impl users_server::Users for UsersGrpc {
         req: Request<pb::FollowerIdsRequest>,
     ) -> Reply<Self::FollowerIdsStream> {
         let req = req.into_inner();
+        let followers = if req.notify_only {
+            Followers::Notified
+        } else if req.reblogs_only {
+            Followers::ShowingReblogs
+        } else {
+            Followers::All
+        };
         let users = self.0.clone();
         let stream = futures::stream::unfold(Some(0), move |after| {
             let users = users.clone();
@@ -212,7 +219,7 @@ impl users_server::Users for UsersGrpc {
                         .follower_ids_chunk(
                             req.account_id,
                             req.only_active,
-                            req.reblogs_only,
+                            followers,
                             after,
                         )
                         .await

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod graph;
 pub mod instance;
+pub mod notifications;
 pub mod oauth;
 pub mod statuses;
 pub mod timelines;

@@ -59,6 +59,7 @@ impl Timeline {
                 only_active: false,
                 following: true,
                 reblogs_only: false,
+                notify_only: false,
             })
             .await?
             .into_inner();

@@ -17,7 +17,9 @@ use super::{Users, topics};
 use crate::{
     Error, Result,
     domain::AccountId,
-    store::graph::{BlockRow, Bounds, EdgeRow, FollowOptions, List, MuteRow, RelationshipRow},
+    store::graph::{
+        BlockRow, Bounds, EdgeRow, FollowOptions, Followers, List, MuteRow, RelationshipRow,
+    },
 };
 
 /// Largest page of an account list (Mastodon's).
@@ -773,7 +775,7 @@ impl Users {
         &self,
         account: i64,
         only_active: bool,
-        reblogs_only: bool,
+        which: Followers,
         after: i64,
     ) -> Result<(Vec<i64>, Option<i64>)> {
         let active_since: Option<DateTime<Utc>> = only_active
@@ -786,7 +788,7 @@ impl Users {
                 AccountId(account),
                 after,
                 active_since,
-                reblogs_only,
+                which,
                 FOLLOWER_CHUNK,
             )
             .await?;

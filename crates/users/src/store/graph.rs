@@ -84,6 +84,16 @@ pub struct FilterRow {
     pub muted_notifications: bool,
 }
 
+/// Which followers a fan-out chunk lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Followers {
+    All,
+    /// Those who show the account's reblogs.
+    ShowingReblogs,
+    /// Those who asked to be notified of its posts (activity does not matter).
+    Notified,
+}
+
 /// The account lists served by [`Store::list_page`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum List {
@@ -462,6 +472,11 @@ const FOLLOWER_IDS: &str = "SELECT f.id, f.account_id FROM follows f
 /// As [`FOLLOWER_IDS`], only followers who show `$1`'s reblogs.
 const REBLOG_FOLLOWER_IDS: &str = "SELECT f.id, f.account_id FROM follows f
      WHERE f.target_account_id = $1 AND f.id > $2 AND f.show_reblogs
+     ORDER BY f.id LIMIT $3";
+
+/// As [`FOLLOWER_IDS`], only followers notified of `$1`'s posts (`follows_notified`).
+const NOTIFIED_FOLLOWER_IDS: &str = "SELECT f.id, f.account_id FROM follows f
+     WHERE f.target_account_id = $1 AND f.id > $2 AND f.notify
      ORDER BY f.id LIMIT $3";
 
 /// As [`ACTIVE_FOLLOWER_IDS`], only followers who show `$1`'s reblogs.
@@ -861,17 +876,20 @@ impl Store {
         account: AccountId,
         after: i64,
         active_since: Option<DateTime<Utc>>,
-        reblogs_only: bool,
+        which: Followers,
         limit: i64,
     ) -> Result<Vec<(i64, i64)>> {
-        let (all, active) = if reblogs_only {
-            (REBLOG_FOLLOWER_IDS, ACTIVE_REBLOG_FOLLOWER_IDS)
-        } else {
-            (FOLLOWER_IDS, ACTIVE_FOLLOWER_IDS)
+        let (all, active) = match which {
+            Followers::All => (FOLLOWER_IDS, ACTIVE_FOLLOWER_IDS),
+            Followers::ShowingReblogs => (REBLOG_FOLLOWER_IDS, ACTIVE_REBLOG_FOLLOWER_IDS),
+            // Notifications go to every follower who asked, active or not.
+            Followers::Notified => (NOTIFIED_FOLLOWER_IDS, NOTIFIED_FOLLOWER_IDS),
         };
         let query = match active_since {
-            None => sqlx::query_as(all).bind(account).bind(after),
-            Some(since) => sqlx::query_as(active).bind(account).bind(after).bind(since),
+            Some(since) if which != Followers::Notified => {
+                sqlx::query_as(active).bind(account).bind(after).bind(since)
+            }
+            _ => sqlx::query_as(all).bind(account).bind(after),
         };
         Ok(query.bind(limit).fetch_all(self.db.replica()).await?)
     }
@@ -996,6 +1014,7 @@ pub fn statements_for_plans() -> Vec<(&'static str, &'static str, &'static str)>
             "(1, 0, now() - interval '7 days', 1000)",
         ),
         ("following chunk", FOLLOWING_IDS, "(1, 0, 1000)"),
+        ("notified followers chunk", NOTIFIED_FOLLOWER_IDS, "(1, 0, 1000)"),
         ("filter", FILTER, "(1, ARRAY[2, 3, 4]::bigint[])"),
         ("exclusions", EXCLUSIONS, "(1)"),
         (
