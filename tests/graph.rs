@@ -917,6 +917,7 @@ async fn batch_and_streaming_rpcs_for_other_services() {
                     only_active,
                     following: false,
                     reblogs_only: false,
+                    notify_only: false,
                 })
                 .await
                 .unwrap()
