@@ -200,6 +200,7 @@ async fn following_ids_are_streamed() {
             account_id: viewer,
             following: true,
             reblogs_only: false,
+            notify_only: false,
             // Ignored with `following`.
             only_active: true,
         },
@@ -223,6 +224,7 @@ async fn following_ids_are_streamed() {
             account_id: followed[0],
             following: true,
             reblogs_only: false,
+            notify_only: false,
             only_active: false,
         },
     )
@@ -248,6 +250,7 @@ async fn following_ids_span_chunks() {
             account_id: 1,
             following: true,
             reblogs_only: false,
+            notify_only: false,
             only_active: false,
         },
     )
