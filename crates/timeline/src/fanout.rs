@@ -8,13 +8,17 @@
 //!   followed account's recent statuses into the follower's feed, an unfollow or a
 //!   block takes them out, and any block or mute drops the cached viewer filters.
 //!
-//! Handlers are idempotent (feed writes are set operations), so redelivery is harmless;
+//! What reaches a feed is announced on its owner's streaming channel (and public
+//! statuses on the public and hashtag channels); edits and deletes are announced too.
+//!
+//! Handlers are idempotent (feed writes are set operations), so redelivery is harmless
+//! (a redelivered event is announced again; clients de-duplicate by id);
 //! trend counters may count a redelivered event twice, which a trend can afford.
 
 use std::sync::Arc;
 
 use prost::Message;
-use rookery_kit::{events::Event, redis::Redis};
+use rookery_kit::{events::Event, redis::Redis, streaming};
 use rookery_proto::{timeline::v1 as pb, users::v1 as users};
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +29,7 @@ use crate::{
     feed::Entry,
     service::{
         Timeline,
-        statuses::{TOPIC_CREATED, TOPIC_DELETED, TOPIC_FAVOURITE, TOPIC_REBLOG},
+        statuses::{TOPIC_CREATED, TOPIC_DELETED, TOPIC_FAVOURITE, TOPIC_REBLOG, TOPIC_UPDATED},
     },
 };
 
@@ -74,6 +78,11 @@ impl Timeline {
             TOPIC_DELETED => {
                 if let Some(e) = decode::<pb::StatusEvent>(&event) {
                     self.fan_in(&e).await?;
+                }
+            }
+            TOPIC_UPDATED => {
+                if let Some(e) = decode::<pb::StatusEvent>(&event) {
+                    self.announce_edit(&e).await?;
                 }
             }
             TOPIC_FAVOURITE | TOPIC_REBLOG => {
@@ -135,7 +144,8 @@ impl Timeline {
         Ok(res.accounts.first().map_or(0, |a| a.followers_count))
     }
 
-    /// Delivers a new status to the home feeds that should show it.
+    /// Delivers a new status to the home feeds that should show it, and announces it on
+    /// the streaming channels of those feeds' owners and of the public timelines.
     #[tracing::instrument(skip_all, fields(status_id = e.status_id))]
     pub async fn fan_out(&self, e: &pb::StatusEvent) -> Result<()> {
         let visibility = Visibility::from_proto(e.visibility, Visibility::Direct)?;
@@ -153,23 +163,42 @@ impl Timeline {
             id: e.status_id,
             reblog_of: e.reblog_of_id,
         };
-        let mut delivered = self.feeds.push(&[e.account_id], entry).await?;
+        let announce = streaming::Message {
+            event: streaming::Kind::Update,
+            id: e.status_id,
+            account: e.account_id,
+            version_ms: e.created_at_ms,
+        };
+        // Public streams first: they need no follower list.
+        self.announce_public(e, visibility, &announce).await?;
+        let mut delivered = self
+            .feeds
+            .push(&[e.account_id], entry, Some(&announce))
+            .await?;
         if self.followers_count(e.account_id).await? >= self.config.celebrity_followers {
             // Too many followers to write to: they merge this author in at read time.
-            if self.feeds.push_author(e.account_id, e.status_id).await? {
-                let author = e.account_id;
-                self.for_followers(author, false, |chunk| async move {
-                    self.feeds.set_celeb(&chunk, author, true).await
-                })
-                .await?;
-            }
+            // Their streams still hear of it (a PUBLISH per connected-or-not follower
+            // costs Redis far less than a feed write).
+            let author = e.account_id;
+            let first = self.feeds.push_author(author, e.status_id).await?;
+            self.for_followers(author, !original, |chunk| async move {
+                if first {
+                    self.feeds.set_celeb(&chunk, author, true).await?;
+                }
+                let channels: Vec<String> = chunk
+                    .iter()
+                    .map(|f| streaming::user_channel(self.feeds.redis(), *f))
+                    .collect();
+                Ok(streaming::publish(self.feeds.redis(), &channels, &announce).await?)
+            })
+            .await?;
         } else {
             let pushed = std::sync::atomic::AtomicUsize::new(0);
             // A reblog only reaches followers who did not turn reblogs off.
             self.for_followers(e.account_id, !original, |chunk| {
                 let pushed = &pushed;
                 async move {
-                    let n = self.feeds.push(&chunk, entry).await?;
+                    let n = self.feeds.push(&chunk, entry, Some(&announce)).await?;
                     pushed.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                     Ok(())
                 }
@@ -180,7 +209,7 @@ impl Timeline {
         if original && visibility == Visibility::Public && !e.tags.is_empty() {
             let followers = self.store.tag_followers(&e.tags).await?;
             for chunk in followers.chunks(1000) {
-                delivered += self.feeds.push(chunk, entry).await?;
+                delivered += self.feeds.push(chunk, entry, Some(&announce)).await?;
             }
         }
         let age = chrono::Utc::now().timestamp_millis() - e.created_at_ms;
@@ -189,14 +218,104 @@ impl Timeline {
         Ok(())
     }
 
-    /// Takes a deleted status out of every feed that may hold it.
+    /// Announces `message` about a status on the public and hashtag streams, when the
+    /// status belongs there: public, not a reblog, not a reply to someone else (what
+    /// Mastodon broadcasts).
+    async fn announce_public(
+        &self,
+        e: &pb::StatusEvent,
+        visibility: Visibility,
+        message: &streaming::Message,
+    ) -> Result<()> {
+        let replies_to_other = e
+            .in_reply_to_account_id
+            .is_some_and(|a| a != e.account_id);
+        if visibility != Visibility::Public || e.reblog_of_id.is_some() {
+            return Ok(());
+        }
+        let redis = self.feeds.redis();
+        let mut channels: Vec<String> = e
+            .tags
+            .iter()
+            .map(|t| streaming::hashtag_channel(redis, t))
+            .collect();
+        if !replies_to_other {
+            channels.push(streaming::public_channel(redis));
+        }
+        Ok(streaming::publish(redis, &channels, message).await?)
+    }
+
+    /// Announces an edit to the author's and followers' streams and the public ones
+    /// (feeds hold ids, so there is nothing else to change).
+    #[tracing::instrument(skip_all, fields(status_id = e.status_id))]
+    pub async fn announce_edit(&self, e: &pb::StatusEvent) -> Result<()> {
+        let visibility = Visibility::from_proto(e.visibility, Visibility::Direct)?;
+        if visibility == Visibility::Direct {
+            return Ok(());
+        }
+        let message = streaming::Message {
+            event: streaming::Kind::StatusUpdate,
+            id: e.status_id,
+            account: e.account_id,
+            version_ms: chrono::Utc::now().timestamp_millis(),
+        };
+        self.announce_public(e, visibility, &message).await?;
+        self.announce_to_followers(e.account_id, &message).await
+    }
+
+    /// Publishes `message` on the streams of `author` and its active followers.
+    async fn announce_to_followers(
+        &self,
+        author: i64,
+        message: &streaming::Message,
+    ) -> Result<()> {
+        let redis = self.feeds.redis();
+        let own = [streaming::user_channel(redis, author)];
+        streaming::publish(redis, &own, message).await?;
+        self.for_followers(author, false, |chunk| async move {
+            let channels: Vec<String> = chunk
+                .iter()
+                .map(|f| streaming::user_channel(redis, *f))
+                .collect();
+            Ok(streaming::publish(redis, &channels, message).await?)
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Takes a deleted status out of every feed that may hold it, and tells the streams.
     #[tracing::instrument(skip_all, fields(status_id = e.status_id))]
     pub async fn fan_in(&self, e: &pb::StatusEvent) -> Result<()> {
         let ids = [e.status_id];
         self.feeds.remove(&[e.account_id], &ids).await?;
         self.feeds.remove_author(e.account_id, e.status_id).await?;
-        self.for_followers(e.account_id, false, |chunk| async move {
-            self.feeds.remove(&chunk, &ids).await
+        let visibility = Visibility::from_proto(e.visibility, Visibility::Direct)?;
+        let message = streaming::Message {
+            event: streaming::Kind::Delete,
+            id: e.status_id,
+            account: e.account_id,
+            version_ms: 0,
+        };
+        if visibility != Visibility::Direct {
+            self.announce_public(e, visibility, &message).await?;
+            let redis = self.feeds.redis();
+            let own = [streaming::user_channel(redis, e.account_id)];
+            streaming::publish(redis, &own, &message).await?;
+        }
+        self.for_followers(e.account_id, false, |chunk| {
+            let message = &message;
+            async move {
+                self.feeds.remove(&chunk, &ids).await?;
+                if visibility == Visibility::Direct {
+                    return Ok(());
+                }
+                let redis = self.feeds.redis();
+                let channels: Vec<String> = chunk
+                    .iter()
+                    .map(|f| streaming::user_channel(redis, *f))
+                    .collect();
+                Ok(streaming::publish(redis, &channels, message).await?)
+            }
         })
         .await?;
         if !e.tags.is_empty() {

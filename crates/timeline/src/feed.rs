@@ -20,7 +20,7 @@
 use std::{collections::HashSet, time::Duration};
 
 use redis::{Pipeline, Script};
-use rookery_kit::{Error as KitError, redis::Redis};
+use rookery_kit::{Error as KitError, redis::Redis, streaming};
 
 use crate::Result;
 
@@ -28,10 +28,20 @@ use crate::Result;
 const SCORE_SLACK: usize = 32;
 
 /// Adds a status to a live feed (KEYS: live, feed, reblogs; ARGV: id, original or "",
-/// feed length). A reblog whose original is in the feed, or was reblogged into it
-/// recently, is skipped. Returns 1 when added.
+/// feed length, streaming channel or "", streaming message). A reblog whose original is
+/// in the feed, or was reblogged into it recently, is skipped. Returns 1 when added.
+///
+/// What is added is also announced on the owner's streaming channel, in the same call
+/// so a reader never sees an update its feed does not have; a feed that is not kept
+/// (its owner has not read it for days but may be connected) is announced to as well.
 const PUSH: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local function announce()
+  if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  announce()
+  return 0
+end
 local max = tonumber(ARGV[3])
 if ARGV[2] ~= '' then
   if redis.call('ZSCORE', KEYS[2], ARGV[2]) or redis.call('ZSCORE', KEYS[3], ARGV[2]) then
@@ -47,6 +57,7 @@ if ttl > 0 then
   redis.call('PEXPIRE', KEYS[2], ttl)
   redis.call('PEXPIRE', KEYS[3], ttl)
 end
+announce()
 return 1
 ";
 
@@ -277,20 +288,40 @@ impl Feeds {
 
     /// Pushes `entry` into the live feeds among `accounts`: one pipelined round trip.
     /// Returns how many feeds took it.
-    pub async fn push(&self, accounts: &[i64], entry: Entry) -> Result<usize> {
+    pub async fn push(
+        &self,
+        accounts: &[i64],
+        entry: Entry,
+        announce: Option<&streaming::Message>,
+    ) -> Result<usize> {
         let pairs: Vec<(i64, Entry)> = accounts.iter().map(|a| (*a, entry)).collect();
-        self.push_pairs(&pairs).await
+        self.push_announced(&pairs, announce).await
     }
 
     /// Pushes each `(account, entry)` into the account's feed if it is live: one
     /// pipelined round trip of script calls. Returns how many entries were added.
     pub async fn push_pairs(&self, pairs: &[(i64, Entry)]) -> Result<usize> {
+        self.push_announced(pairs, None).await
+    }
+
+    /// [`Feeds::push_pairs`], announcing each added entry on its owner's streaming
+    /// channel with `announce`.
+    async fn push_announced(
+        &self,
+        pairs: &[(i64, Entry)],
+        announce: Option<&streaming::Message>,
+    ) -> Result<usize> {
         if pairs.is_empty() {
             return Ok(0);
         }
+        let payload = announce.map(streaming::Message::encode).unwrap_or_default();
         let mut pipe = redis::pipe();
         for (account, entry) in pairs {
             let original = entry.reblog_of.map(|o| o.to_string()).unwrap_or_default();
+            let channel = match announce {
+                Some(_) => streaming::user_channel(&self.redis, *account),
+                None => String::new(),
+            };
             pipe.cmd("EVALSHA")
                 .arg(self.script.get_hash())
                 .arg(3)
@@ -299,7 +330,9 @@ impl Feeds {
                 .arg(self.key(*account, "reblogs"))
                 .arg(entry.id)
                 .arg(original)
-                .arg(self.length);
+                .arg(self.length)
+                .arg(channel)
+                .arg(&payload);
         }
         let added: Vec<i64> = match self.redis.pipe(&pipe).await {
             Err(KitError::Redis(e)) if e.code() == Some("NOSCRIPT") => {
