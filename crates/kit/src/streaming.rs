@@ -113,6 +113,21 @@ pub async fn publish(redis: &Redis, channels: &[String], message: &Message) -> R
     redis.pipe::<()>(&pipe).await
 }
 
+/// Publishes each `(channel, message)` in one pipelined round trip.
+pub async fn publish_each(redis: &Redis, messages: &[(String, Message)]) -> Result<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = ::redis::pipe();
+    for (channel, message) in messages {
+        pipe.cmd("PUBLISH")
+            .arg(channel)
+            .arg(message.encode())
+            .ignore();
+    }
+    redis.pipe::<()>(&pipe).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -227,9 +227,7 @@ impl Timeline {
         visibility: Visibility,
         message: &streaming::Message,
     ) -> Result<()> {
-        let replies_to_other = e
-            .in_reply_to_account_id
-            .is_some_and(|a| a != e.account_id);
+        let replies_to_other = e.in_reply_to_account_id.is_some_and(|a| a != e.account_id);
         if visibility != Visibility::Public || e.reblog_of_id.is_some() {
             return Ok(());
         }
@@ -264,11 +262,7 @@ impl Timeline {
     }
 
     /// Publishes `message` on the streams of `author` and its active followers.
-    async fn announce_to_followers(
-        &self,
-        author: i64,
-        message: &streaming::Message,
-    ) -> Result<()> {
+    async fn announce_to_followers(&self, author: i64, message: &streaming::Message) -> Result<()> {
         let redis = self.feeds.redis();
         let own = [streaming::user_channel(redis, author)];
         streaming::publish(redis, &own, message).await?;

@@ -216,12 +216,7 @@ impl users_server::Users for UsersGrpc {
                     users.following_ids_chunk(req.account_id, after).await
                 } else {
                     users
-                        .follower_ids_chunk(
-                            req.account_id,
-                            req.only_active,
-                            followers,
-                            after,
-                        )
+                        .follower_ids_chunk(req.account_id, req.only_active, followers, after)
                         .await
                 };
                 match chunk {

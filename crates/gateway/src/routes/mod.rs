@@ -22,6 +22,38 @@ use statuses::interaction_route;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/apps", post(oauth::create_app))
+        .route("/api/v1/notifications", get(notifications::list))
+        .route("/api/v1/notifications/clear", post(notifications::clear))
+        .route(
+            "/api/v1/notifications/unread_count",
+            get(notifications::unread_count_v1),
+        )
+        .route("/api/v1/notifications/{id}", get(notifications::show))
+        .route(
+            "/api/v1/notifications/{id}/dismiss",
+            post(notifications::dismiss),
+        )
+        .route("/api/v2/notifications", get(notifications::grouped))
+        .route(
+            "/api/v2/notifications/unread_count",
+            get(notifications::unread_count_v2),
+        )
+        .route(
+            "/api/v2/notifications/{group_key}",
+            get(notifications::group),
+        )
+        .route(
+            "/api/v2/notifications/{group_key}/accounts",
+            get(notifications::group_accounts),
+        )
+        .route(
+            "/api/v2/notifications/{group_key}/dismiss",
+            post(notifications::dismiss_group),
+        )
+        .route(
+            "/api/v1/markers",
+            get(notifications::markers).post(notifications::set_markers),
+        )
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/revoke", post(oauth::revoke))
         .route(

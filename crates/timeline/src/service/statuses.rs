@@ -28,6 +28,7 @@ pub(crate) const TOPIC_CREATED: &str = "status.created";
 pub(crate) const TOPIC_UPDATED: &str = "status.updated";
 pub(crate) const TOPIC_DELETED: &str = "status.deleted";
 pub(crate) const TOPIC_FAVOURITE: &str = "favourite.created";
+pub(crate) const TOPIC_UNFAVOURITE: &str = "favourite.deleted";
 pub(crate) const TOPIC_REBLOG: &str = "reblog.created";
 pub(crate) const TOPIC_MENTION: &str = "mention.created";
 
@@ -503,9 +504,21 @@ impl Timeline {
                 }
             }
             I::Unfavourite => {
-                changed = Store::toggle(&mut tx, Toggle::Unfavourite, viewer.id, target.id)
-                    .await?
-                    .is_some();
+                if let Some(id) =
+                    Store::toggle(&mut tx, Toggle::Unfavourite, viewer.id, target.id).await?
+                {
+                    // The favourite's notification goes with it.
+                    let event = pb::InteractionEvent {
+                        id,
+                        account_id: viewer.id,
+                        status_id: target.id,
+                        status_account_id: target.account_id,
+                        created_at_ms: rookery_kit::ids::millis_of(id),
+                    };
+                    self.enqueue(&mut tx, TOPIC_UNFAVOURITE, target.id, &event)
+                        .await?;
+                    changed = true;
+                }
             }
             I::Reblog => {
                 let own = target.account_id == viewer.id;

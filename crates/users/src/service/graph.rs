@@ -47,6 +47,7 @@ pub(super) fn edge_event(edge: &EdgeRow) -> pb::GraphEvent {
         expires_at_ms: None,
         created_at_ms: edge.created_at.timestamp_millis(),
         languages: edge.languages.clone().unwrap_or_default(),
+        accepted_request: false,
     }
 }
 
@@ -79,9 +80,13 @@ pub(super) fn accepted_events(
     follow: &EdgeRow,
     request_id: i64,
 ) -> [(&'static str, pb::GraphEvent); 2] {
-    let follow_event = edge_event(follow);
+    let follow_event = pb::GraphEvent {
+        accepted_request: true,
+        ..edge_event(follow)
+    };
     let request_event = pb::GraphEvent {
         id: request_id,
+        accepted_request: false,
         ..follow_event.clone()
     };
     [

@@ -1014,7 +1014,11 @@ pub fn statements_for_plans() -> Vec<(&'static str, &'static str, &'static str)>
             "(1, 0, now() - interval '7 days', 1000)",
         ),
         ("following chunk", FOLLOWING_IDS, "(1, 0, 1000)"),
-        ("notified followers chunk", NOTIFIED_FOLLOWER_IDS, "(1, 0, 1000)"),
+        (
+            "notified followers chunk",
+            NOTIFIED_FOLLOWER_IDS,
+            "(1, 0, 1000)",
+        ),
         ("filter", FILTER, "(1, ARRAY[2, 3, 4]::bigint[])"),
         ("exclusions", EXCLUSIONS, "(1)"),
         (
