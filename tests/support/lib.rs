@@ -26,6 +26,12 @@ pub struct Stack {
     pub db: TestDatabase,
     /// The timeline service's database.
     pub timeline_db: TestDatabase,
+    /// The notifications service's database.
+    pub notifications_db: TestDatabase,
+    /// Notifications gRPC URL.
+    pub notifications_url: String,
+    /// The notifications service (tests stop and restart it).
+    pub notifications: tokio::sync::Mutex<NotificationsProcess>,
     /// The stack's Redis URL and key prefix.
     pub redis_url: String,
     pub redis_prefix: String,
@@ -71,10 +77,15 @@ pub async fn spawn_with(
     configure: impl FnOnce(&mut rookery_users::Config),
     configure_timeline: impl FnOnce(&mut rookery_timeline::Config),
 ) -> Stack {
-    let (db, timeline_db) = tokio::join!(testing::database("users"), testing::database("timeline"));
-    let (db, timeline_db) = (
+    let (db, timeline_db, notifications_db) = tokio::join!(
+        testing::database("users"),
+        testing::database("timeline"),
+        testing::database("notifications")
+    );
+    let (db, timeline_db, notifications_db) = (
         db.expect("test database"),
         timeline_db.expect("test database"),
+        notifications_db.expect("test database"),
     );
     let prefix = testing::redis_prefix();
     let shutdown = CancellationToken::new();
@@ -110,12 +121,41 @@ pub async fn spawn_with(
         shutdown.clone(),
     ));
 
-    let base = spawn_gateway(&users_url, &timeline_url, redis_url, &prefix, &shutdown).await;
+    let notifications_config = rookery_notifications::Config::for_tests(
+        &notifications_db.url,
+        redis_url,
+        &prefix,
+        &users_url,
+        &timeline_url,
+    );
+    rookery_notifications::migrate(&notifications_config)
+        .await
+        .expect("notifications migrations");
+    let notifications = NotificationsProcess::start(
+        notifications_config,
+        "127.0.0.1:0".parse().unwrap(),
+        &shutdown,
+    )
+    .await;
+    let notifications_url = notifications.url();
+
+    let base = spawn_gateway(
+        &users_url,
+        &timeline_url,
+        &notifications_url,
+        redis_url,
+        &prefix,
+        &shutdown,
+    )
+    .await;
     let stack = Stack {
         base,
         users_url,
         timeline_url,
         timeline_db,
+        notifications_db,
+        notifications_url,
+        notifications: tokio::sync::Mutex::new(notifications),
         http: Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -129,32 +169,129 @@ pub async fn spawn_with(
     stack
 }
 
+/// A running notifications service of a stack, which a test may stop and restart.
+pub struct NotificationsProcess {
+    config: rookery_notifications::Config,
+    addr: std::net::SocketAddr,
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<rookery_notifications::Result<()>>>,
+}
+
+impl NotificationsProcess {
+    /// Starts a notifications service with `config` (already migrated) on `addr` (port 0:
+    /// any), stopped by `shutdown` or [`Self::stop`].
+    pub async fn start(
+        config: rookery_notifications::Config,
+        addr: std::net::SocketAddr,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        let grpc = TcpListener::bind(addr).await.unwrap();
+        let ops = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = grpc.local_addr().unwrap();
+        let stop = shutdown.child_token();
+        let task = tokio::spawn(rookery_notifications::run(
+            grpc,
+            ops,
+            config.clone(),
+            stop.clone(),
+        ));
+        Self {
+            config,
+            addr,
+            stop,
+            task: Some(task),
+        }
+    }
+
+    /// Its gRPC URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops it (gracefully) and waits until it has.
+    pub async fn stop(&mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    /// Starts it again on the same address (a new process: a new consumer name).
+    pub async fn restart(&mut self, shutdown: &CancellationToken) {
+        self.stop().await;
+        *self = Self::start(self.config.clone(), self.addr, shutdown).await;
+    }
+}
+
 /// Starts one more gateway replica of the stack; returns its base URL.
 pub async fn spawn_gateway(
     users_url: &str,
     timeline_url: &str,
+    notifications_url: &str,
     redis_url: &str,
     prefix: &str,
     shutdown: &CancellationToken,
 ) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let config = rookery_gateway::Config::for_tests(users_url, timeline_url, redis_url, prefix);
+    let mut config =
+        rookery_gateway::Config::for_tests(users_url, timeline_url, redis_url, prefix);
+    config.notifications_url = notifications_url.to_owned();
     tokio::spawn(rookery_gateway::run(listener, config, shutdown.clone()));
     base
 }
 
 impl Stack {
+    /// Stops the notifications service.
+    pub async fn stop_notifications(&self) {
+        self.notifications.lock().await.stop().await;
+    }
+
+    /// Starts the notifications service again, on the same address.
+    pub async fn restart_notifications(&self) {
+        self.notifications
+            .lock()
+            .await
+            .restart(&self.shutdown)
+            .await;
+    }
+
     /// Another gateway replica sharing this stack's users service and Redis.
     pub async fn second_gateway(&self) -> String {
         let base = spawn_gateway(
             &self.users_url,
             &self.timeline_url,
+            &self.notifications_url,
             &self.redis_url,
             &self.redis_prefix,
             &self.shutdown,
         )
         .await;
+        self.wait_ready(&base).await;
+        base
+    }
+
+    /// Another gateway replica like [`Stack::second_gateway`], with its test
+    /// configuration adjusted by `configure` (e.g. streaming limits).
+    pub async fn gateway_with(
+        &self,
+        configure: impl FnOnce(&mut rookery_gateway::Config),
+    ) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let mut config = rookery_gateway::Config::for_tests(
+            &self.users_url,
+            &self.timeline_url,
+            &self.redis_url,
+            &self.redis_prefix,
+        );
+        config.notifications_url = self.notifications_url.clone();
+        configure(&mut config);
+        tokio::spawn(rookery_gateway::run(
+            listener,
+            config,
+            self.shutdown.clone(),
+        ));
         self.wait_ready(&base).await;
         base
     }

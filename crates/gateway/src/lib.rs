@@ -9,6 +9,7 @@
 //! - [`input`]: parameters from query, JSON, form or multipart alike.
 //! - [`routes`]: the handlers, one module per API area.
 //! - [`mastodon`]: the API entities as clients expect them.
+//! - [`streaming`]: the streaming API (WebSocket and server-sent events).
 //! - [`middleware`]: tracing, metrics, JSON error bodies.
 //! - [`error`]: Mastodon error bodies and the gRPC → HTTP status mapping.
 
@@ -23,6 +24,7 @@ pub mod middleware;
 pub mod pagination;
 pub mod routes;
 pub mod state;
+pub mod streaming;
 
 use std::sync::Arc;
 
@@ -83,6 +85,7 @@ pub fn state(config: Config, shutdown: &CancellationToken) -> anyhow::Result<App
             l2_ttl: None,
         },
     );
+    let streaming = streaming::Streaming::new(config.streaming.clone(), redis, shutdown.clone());
     let stats = TieredCache::new(
         &hub,
         "instance-stats",
@@ -92,7 +95,7 @@ pub fn state(config: Config, shutdown: &CancellationToken) -> anyhow::Result<App
             l2_ttl: None,
         },
     );
-    Ok(AppState::new(Inner {
+    let state = AppState::new(Inner {
         health: tonic_health::pb::health_client::HealthClient::new(channel.clone()),
         users: UsersClient::new(channel),
         timeline: TimelineClient::new(timeline),
@@ -100,8 +103,11 @@ pub fn state(config: Config, shutdown: &CancellationToken) -> anyhow::Result<App
         tokens,
         accounts,
         stats,
+        streaming,
         config,
-    }))
+    });
+    state.streaming.start(state.clone());
+    Ok(state)
 }
 
 /// The whole HTTP application, middleware included.
@@ -125,6 +131,7 @@ pub fn app(state: AppState, readiness: Readiness) -> Router {
             http::HeaderName::from_static("x-ratelimit-reset"),
         ]);
     routes::router()
+        .merge(streaming::router())
         .fallback(middleware::not_found)
         .with_state(state.clone())
         .merge(rookery_kit::ops::router(readiness))

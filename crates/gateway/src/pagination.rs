@@ -42,6 +42,11 @@ pub fn limit(value: Option<&str>, default: u32, max: u32) -> Result<u32, ApiErro
 }
 
 impl PageParams {
+    /// The raw `limit` parameter (for endpoints whose limit is not a page size).
+    pub fn raw_limit(&self) -> Option<&str> {
+        self.limit.as_deref()
+    }
+
     /// The page asked for, with `limit` defaulting to `default` and clamped to `max`.
     pub fn page(&self, default: u32, max: u32) -> Result<pb::Page, ApiError> {
         Ok(pb::Page {

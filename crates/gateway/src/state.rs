@@ -35,6 +35,8 @@ pub struct Inner {
     pub accounts: TieredCache<pb::Account>,
     /// Instance statistics (process-local, refreshed every minute).
     pub stats: TieredCache<pb::InstanceStats>,
+    /// The streaming API: this replica's pub/sub connection, subscribers and caches.
+    pub streaming: crate::streaming::Streaming,
 }
 
 impl Deref for AppState {

@@ -89,8 +89,6 @@ pub struct FilterParams {
         deserialize_with = "opt_string_list"
     )]
     grouped_types: Option<Vec<String>>,
-    #[serde(default)]
-    limit: Option<String>,
     #[serde(flatten)]
     page: PageParams,
 }
@@ -412,7 +410,7 @@ async fn unread_count(
         .unread_count(nt::UnreadCountRequest {
             account_id: me,
             filter: Some(filter),
-            limit: limit(p.limit.as_deref(), 100, 1000)?,
+            limit: limit(p.page.raw_limit(), 100, 1000)?,
             grouped,
             grouped_types: p.grouped_types(),
         })
@@ -802,5 +800,20 @@ mod tests {
         let f = p.filter().ok().flatten().unwrap_or_default();
         assert_eq!(f.types, vec![Type::Mention as i32]);
         assert_eq!(f.exclude_types, vec![Type::Follow as i32]);
+    }
+}
+
+#[cfg(test)]
+mod params_tests {
+    use super::*;
+
+    #[test]
+    fn paging_parameters_reach_the_flattened_page() {
+        let p: FilterParams =
+            serde_html_form::from_str("limit=ten&types[]=mention&max_id=5").unwrap_or_default();
+        assert!(p.page().is_err(), "{:?}", p.page());
+        let p: FilterParams =
+            serde_html_form::from_str("limit=2&types[]=mention&max_id=5").unwrap_or_default();
+        assert_eq!(p.page().unwrap_or_default().limit, 2);
     }
 }
