@@ -80,7 +80,10 @@ async fn settle(stack: &Stack, token: &str) {
         .iter()
         .find(|n| n["status"]["id"] == id.as_str())
         .unwrap();
-    let path = format!("/api/v1/notifications/{}/dismiss", n["id"].as_str().unwrap());
+    let path = format!(
+        "/api/v1/notifications/{}/dismiss",
+        n["id"].as_str().unwrap()
+    );
     json_ok(stack.post_form(&path, Some(token), &[]).await).await;
 }
 
@@ -96,13 +99,21 @@ async fn every_type_from_its_event_and_undo() {
         .to_owned();
 
     // follow
-    json_ok(stack.act(&bob, &alice_id, "follow", &[("notify", "true")]).await).await;
+    json_ok(
+        stack
+            .act(&bob, &alice_id, "follow", &[("notify", "true")])
+            .await,
+    )
+    .await;
     let list = wait_for_n(&stack, &alice, "", 1).await;
     assert_eq!(types(&list), ["follow"]);
     assert_eq!(list[0]["account"]["id"], bob_id.as_str());
     assert!(list[0].get("status").is_none(), "{list:?}");
     assert!(
-        list[0]["group_key"].as_str().unwrap().starts_with("follow-"),
+        list[0]["group_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("follow-"),
         "{list:?}"
     );
 
@@ -118,7 +129,12 @@ async fn every_type_from_its_event_and_undo() {
     );
 
     // status: alice follows bob with notify and hears of his posts
-    json_ok(stack.act(&alice, &bob_id, "follow", &[("notify", "true")]).await).await;
+    json_ok(
+        stack
+            .act(&alice, &bob_id, "follow", &[("notify", "true")])
+            .await,
+    )
+    .await;
     let post_id = say(&stack, &bob, "a post for notified followers").await;
     let list = wait_for_n(&stack, &alice, "?types[]=status", 1).await;
     assert_eq!(list[0]["status"]["id"], post_id.as_str());
@@ -127,7 +143,11 @@ async fn every_type_from_its_event_and_undo() {
     let own = say(&stack, &alice, "alice's own").await;
     json_ok(
         stack
-            .post_form(&format!("/api/v1/statuses/{own}/favourite"), Some(&bob), &[])
+            .post_form(
+                &format!("/api/v1/statuses/{own}/favourite"),
+                Some(&bob),
+                &[],
+            )
             .await,
     )
     .await;
@@ -252,15 +272,34 @@ async fn follow_requests_blocks_and_mutes() {
             .await,
     )
     .await;
-    say(&stack, &carol, &format!("@{alice_acct} from a blocked account")).await;
-    say(&stack, &dave, &format!("@{alice_acct} from a muted account")).await;
-    let kept = say(&stack, &erin, &format!("@{alice_acct} muted, notifications kept")).await;
+    say(
+        &stack,
+        &carol,
+        &format!("@{alice_acct} from a blocked account"),
+    )
+    .await;
+    say(
+        &stack,
+        &dave,
+        &format!("@{alice_acct} from a muted account"),
+    )
+    .await;
+    let kept = say(
+        &stack,
+        &erin,
+        &format!("@{alice_acct} muted, notifications kept"),
+    )
+    .await;
     let list = wait_for_n(&stack, &alice, "?types[]=mention", 1).await;
     assert_eq!(list[0]["status"]["id"], kept.as_str());
     settle(&stack, &alice).await;
     let list = notifications(&stack, &alice, "?types[]=mention").await;
     assert_eq!(list.len(), 1, "{list:?}");
-    assert!(notifications(&stack, &alice, "?types[]=follow").await.is_empty());
+    assert!(
+        notifications(&stack, &alice, "?types[]=follow")
+            .await
+            .is_empty()
+    );
 
     // A block clears what the blocked account caused.
     let (frank, frank_id) = stack.account(&app, "frank").await;
@@ -413,7 +452,9 @@ async fn nothing_lost_nothing_doubled_while_notifications_is_down() {
     assert_eq!(statuses.len(), 200, "every posted mention, once");
     assert_eq!(all.len(), 201, "no duplicates");
     // And in the database: one row per mention.
-    let pool = sqlx::PgPool::connect(&stack.notifications_db.url).await.unwrap();
+    let pool = sqlx::PgPool::connect(&stack.notifications_db.url)
+        .await
+        .unwrap();
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM notifications WHERE type = 1")
         .fetch_one(&pool)
         .await
@@ -447,7 +488,9 @@ async fn pages_filters_dismiss_and_clear() {
 
     // Filters.
     assert_eq!(
-        notifications(&stack, &alice, "?exclude_types[]=mention").await.len(),
+        notifications(&stack, &alice, "?exclude_types[]=mention")
+            .await
+            .len(),
         1
     );
     assert_eq!(
@@ -456,7 +499,11 @@ async fn pages_filters_dismiss_and_clear() {
             .len(),
         6
     );
-    assert!(notifications(&stack, &alice, "?types[]=poll").await.is_empty());
+    assert!(
+        notifications(&stack, &alice, "?types[]=poll")
+            .await
+            .is_empty()
+    );
     json_error(
         stack
             .get("/api/v1/notifications?limit=ten", Some(&alice))
@@ -476,24 +523,36 @@ async fn pages_filters_dismiss_and_clear() {
     assert!(link.contains(&format!("min_id={}", all_ids[0])), "{link}");
     let second = notifications(&stack, &alice, &format!("?limit=4&max_id={}", all_ids[3])).await;
     assert_eq!(
-        second.iter().map(|n| n["id"].as_str().unwrap()).collect::<Vec<_>>(),
+        second
+            .iter()
+            .map(|n| n["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
         all_ids[4..8]
     );
     let newer = notifications(&stack, &alice, &format!("?limit=2&min_id={}", all_ids[5])).await;
     assert_eq!(
-        newer.iter().map(|n| n["id"].as_str().unwrap()).collect::<Vec<_>>(),
+        newer
+            .iter()
+            .map(|n| n["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
         all_ids[3..5]
     );
     let since = notifications(&stack, &alice, &format!("?limit=2&since_id={}", all_ids[5])).await;
     assert_eq!(
-        since.iter().map(|n| n["id"].as_str().unwrap()).collect::<Vec<_>>(),
+        since
+            .iter()
+            .map(|n| n["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
         all_ids[0..2]
     );
 
     // One, someone else's, dismiss, clear.
     let one = json_ok(
         stack
-            .get(&format!("/api/v1/notifications/{}", all_ids[0]), Some(&alice))
+            .get(
+                &format!("/api/v1/notifications/{}", all_ids[0]),
+                Some(&alice),
+            )
             .await,
     )
     .await;
@@ -550,7 +609,11 @@ async fn grouped_notifications() {
     for (token, _) in &fans {
         json_ok(
             stack
-                .post_form(&format!("/api/v1/statuses/{own}/favourite"), Some(token), &[])
+                .post_form(
+                    &format!("/api/v1/statuses/{own}/favourite"),
+                    Some(token),
+                    &[],
+                )
                 .await,
         )
         .await;
@@ -634,7 +697,10 @@ async fn grouped_notifications() {
         .unwrap();
     let rest = json_ok(
         stack
-            .get(&format!("/api/v2/notifications?limit=2&max_id={max_id}"), Some(&alice))
+            .get(
+                &format!("/api/v2/notifications?limit=2&max_id={max_id}"),
+                Some(&alice),
+            )
             .await,
     )
     .await;
@@ -661,7 +727,10 @@ async fn grouped_notifications() {
     assert_eq!(one["notification_groups"][0]["notifications_count"], 3);
     let accounts = json_ok(
         stack
-            .get(&format!("/api/v2/notifications/{key}/accounts"), Some(&alice))
+            .get(
+                &format!("/api/v2/notifications/{key}/accounts"),
+                Some(&alice),
+            )
             .await,
     )
     .await;
@@ -716,7 +785,10 @@ async fn unread_counts_follow_the_marker() {
         async move {
             json_ok(
                 stack
-                    .get(&format!("/api/v1/notifications/unread_count{query}"), Some(alice))
+                    .get(
+                        &format!("/api/v1/notifications/unread_count{query}"),
+                        Some(alice),
+                    )
                     .await,
             )
             .await["count"]
@@ -784,9 +856,7 @@ async fn unread_counts_follow_the_marker() {
     let none = json_ok(stack.get("/api/v1/markers", Some(&alice)).await).await;
     assert_eq!(none, serde_json::json!({}));
     json_error(
-        stack
-            .post_form("/api/v1/markers", Some(&alice), &[])
-            .await,
+        stack.post_form("/api/v1/markers", Some(&alice), &[]).await,
         400,
     )
     .await;

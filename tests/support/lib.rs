@@ -234,8 +234,7 @@ pub async fn spawn_gateway(
 ) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let mut config =
-        rookery_gateway::Config::for_tests(users_url, timeline_url, redis_url, prefix);
+    let mut config = rookery_gateway::Config::for_tests(users_url, timeline_url, redis_url, prefix);
     config.notifications_url = notifications_url.to_owned();
     tokio::spawn(rookery_gateway::run(listener, config, shutdown.clone()));
     base

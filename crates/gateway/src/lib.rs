@@ -65,8 +65,7 @@ pub fn state(config: Config, shutdown: &CancellationToken) -> anyhow::Result<App
     hub.spawn_listener(shutdown.clone());
     let channel = rookery_kit::grpc::channel(&config.users_url, config.grpc_timeout)?;
     let timeline = rookery_kit::grpc::channel(&config.timeline_url, config.grpc_timeout)?;
-    let notifications =
-        rookery_kit::grpc::channel(&config.notifications_url, config.grpc_timeout)?;
+    let notifications = rookery_kit::grpc::channel(&config.notifications_url, config.grpc_timeout)?;
     let tokens = TieredCache::new(
         &hub,
         names::TOKENS,

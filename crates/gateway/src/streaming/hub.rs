@@ -284,7 +284,7 @@ impl Hub {
             let (subscribe, unsubscribe) = {
                 let mut channels = self.channels();
                 let dirty = std::mem::take(&mut channels.dirty);
-                let live = self.live();
+                let mut live = self.live();
                 let mut subscribe = Vec::new();
                 let mut unsubscribe = Vec::new();
                 for channel in dirty {
@@ -293,7 +293,12 @@ impl Hub {
                         live.contains(&channel),
                     ) {
                         (true, false) => subscribe.push(channel),
-                        (false, true) => unsubscribe.push(channel),
+                        (false, true) => {
+                            // Not live from now on: a subscriber arriving while the
+                            // UNSUBSCRIBE is under way must wait for the next SUBSCRIBE.
+                            live.remove(&channel);
+                            unsubscribe.push(channel);
+                        }
                         _ => {}
                     }
                 }
@@ -309,10 +314,6 @@ impl Hub {
             for batch in unsubscribe.chunks(BATCH) {
                 if let Err(e) = command(sink.unsubscribe(batch)).await {
                     return e;
-                }
-                let mut live = self.live();
-                for channel in batch {
-                    live.remove(channel);
                 }
             }
             if !subscribe.is_empty() || !unsubscribe.is_empty() {

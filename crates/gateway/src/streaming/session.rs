@@ -109,9 +109,11 @@ impl Session {
             label_json: stream.label_json(),
             stream,
         });
-        let id = hub.add(channel, subscribed, Arc::clone(&self.conn));
-        hub.wait_live(&id.channel, SUBSCRIBE_WAIT).await;
+        let id = hub.add(channel.clone(), subscribed, Arc::clone(&self.conn));
+        // Recorded before waiting, so that a request abandoned meanwhile still
+        // unsubscribes when the session drops.
         self.subs.insert(key, id);
+        hub.wait_live(&channel, SUBSCRIBE_WAIT).await;
         Ok(())
     }
 
