@@ -598,6 +598,94 @@ async fn followers_stream_new_statuses_from_the_api() {
     frame_about(&mut public, "delete", &id).await;
 }
 
+/// The next `notification` frame whose notification is about status `id`.
+async fn notification_about(ws: &mut Ws, id: &str) -> Value {
+    loop {
+        let f = frame(ws).await;
+        if f["event"] != "notification" {
+            continue;
+        }
+        let n = status_of(&f);
+        if n["status"]["id"] == id {
+            return n;
+        }
+    }
+}
+
+#[tokio::test]
+async fn mentions_and_edits_reach_websocket_and_sse_readers() {
+    let stack = spawn().await;
+    let (_, people) = accounts(&stack, &["author", "reader"]).await;
+    let [(author, author_id), (reader, reader_id)] = [people[0].clone(), people[1].clone()];
+    let acct = stack.account_json(&reader_id).await["acct"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    json_ok(stack.act(&reader, &author_id, "follow", &[]).await).await;
+    let mut ws = connect(&stack, "?stream=user", &reader).await;
+    let sse = stack
+        .http
+        .get(format!(
+            "{}/api/v1/streaming/user/notification?access_token={reader}",
+            stack.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+
+    // A mention by a followed account: the status as an update, the mention as a
+    // notification (made by the notifications service from the timeline's event).
+    let id = post_as(&stack, &author, &format!("hey @{acct}"), "public").await;
+    frame_about(&mut ws, "update", &id).await;
+    let n = notification_about(&mut ws, &id).await;
+    assert_eq!(n["type"], "mention");
+    assert_eq!(n["account"]["id"], author_id.as_str());
+    let listed = json_ok(stack.get("/api/v1/notifications", Some(&reader)).await).await;
+    assert_eq!(
+        listed[0]["id"], n["id"],
+        "the streamed notification is the listed one"
+    );
+
+    // The notification-only SSE stream has it, and no update.
+    let mut body = sse.bytes_stream();
+    let mut text = String::new();
+    let read = tokio::time::timeout(WAIT, async {
+        while !text.contains("event: notification") {
+            let chunk = body.next().await.expect("stream ended").unwrap();
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no notification over SSE: {text:?}");
+    assert!(!text.contains("event: update"), "{text:?}");
+    let event = text
+        .split("\n\n")
+        .find(|e| e.starts_with("event: notification\n"))
+        .unwrap();
+    let sent: Value =
+        serde_json::from_str(event.strip_prefix("event: notification\ndata: ").unwrap()).unwrap();
+    assert_eq!(sent["status"]["id"], id.as_str());
+
+    // An edit reaches the follower as `status.update` with the new text.
+    let res = stack
+        .http
+        .put(format!("{}/api/v1/statuses/{id}", stack.base))
+        .bearer_auth(&author)
+        .form(&[("status", format!("hey @{acct}, edited"))])
+        .send()
+        .await
+        .unwrap();
+    json_ok(res).await;
+    let f = frame_about(&mut ws, "status.update", &id).await;
+    let edited = status_of(&f);
+    assert!(
+        edited["content"].as_str().unwrap().contains("edited"),
+        "{edited}"
+    );
+    assert!(edited["edited_at"].is_string(), "{edited}");
+}
+
 #[tokio::test]
 async fn connections_beyond_the_limit_are_refused() {
     let stack = spawn().await;
