@@ -153,19 +153,9 @@ async fn read(
         let at = Instant::now();
         match message {
             Message::Text(text) => {
-                let Ok(frame) = serde_json::from_str::<serde_json::Value>(text.as_str()) else {
-                    continue;
-                };
-                if frame["event"] != "update" {
-                    continue;
-                }
-                let Some(payload) = frame["payload"].as_str() else {
-                    continue;
-                };
-                let Ok(status) = serde_json::from_str::<serde_json::Value>(payload) else {
-                    continue;
-                };
-                if let Some(id) = status["id"].as_str() {
+                // The client shares the machine with the server: find the event and the
+                // status id without parsing the whole frame and payload.
+                if let Some(id) = updated_status(text.as_str()) {
                     arrivals
                         .lock()
                         .unwrap()
@@ -180,5 +170,32 @@ async fn read(
             Message::Close(_) => break,
             _ => {}
         }
+    }
+}
+
+/// The status id of an `update` frame: the payload is a JSON string holding the status,
+/// whose first field is `id` (`"payload":"{\"id\":\"123\",...`).
+fn updated_status(frame: &str) -> Option<&str> {
+    if !frame.contains("\"event\":\"update\"") {
+        return None;
+    }
+    let rest = frame.split_once("\"payload\":\"{\\\"id\\\":\\\"")?.1;
+    rest.split_once('\\').map(|(id, _)| id)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_the_status_of_an_update() {
+        let frame = serde_json::json!({
+            "stream": ["user"],
+            "event": "update",
+            // As the gateway renders a status: `id` first.
+            "payload": r#"{"id":"123","content":"<p>\"x\"</p>"}"#,
+        })
+        .to_string();
+        assert_eq!(super::updated_status(&frame), Some("123"));
+        let delete = r#"{"stream":["user"],"event":"delete","payload":"123"}"#;
+        assert_eq!(super::updated_status(delete), None);
     }
 }

@@ -749,9 +749,17 @@ pub async fn set_markers(
     .flatten()
     .collect();
     if markers.is_empty() {
-        return Err(ApiError::bad_request(
-            "home[last_read_id] or notifications[last_read_id] is missing",
-        ));
+        // Nothing to set: Mastodon answers the current markers (clients rely on it:
+        // Mastodon.py documents that an unknown timeline "silently does nothing").
+        let res = state
+            .notifications()
+            .get_markers(nt::GetMarkersRequest {
+                account_id: me,
+                timelines: vec!["home".to_owned(), "notifications".to_owned()],
+            })
+            .await?
+            .into_inner();
+        return Ok(markers_json(&res.markers));
     }
     let res = state
         .notifications()
