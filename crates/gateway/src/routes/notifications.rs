@@ -255,6 +255,30 @@ async fn render_list(
     Ok(json_response(&entities, hint))
 }
 
+/// The reader, page and filter of a list (filter None: it can match nothing).
+fn list_request(auth: &Auth, p: &FilterParams) -> ApiResult<(i64, nt::Page, Option<nt::Filter>)> {
+    auth.require(&["read:notifications"])?;
+    Ok((auth.account()?.0, p.page()?, p.filter()?))
+}
+
+/// The `Link` header of a page whose cursors `ids` run newest first: `next` when the
+/// page is full, `prev` when it is not empty.
+fn add_link(
+    response: &mut Response,
+    state: &AppState,
+    p: &FilterParams,
+    uri: &Uri,
+    limit: u32,
+    ids: &[i64],
+) {
+    let newest = ids.first().copied();
+    let oldest = ids.last().copied().filter(|_| ids.len() >= limit as usize);
+    let base_url = &state.config.instance.base_url;
+    if let Some(link) = p.page.link_cursors(base_url, uri, limit, oldest, newest) {
+        response.headers_mut().insert(LINK, link);
+    }
+}
+
 /// `GET /api/v1/notifications`.
 pub async fn list(
     State(state): State<AppState>,
@@ -262,11 +286,9 @@ pub async fn list(
     uri: Uri,
     Params(p): Params<FilterParams>,
 ) -> ApiResult<Response> {
-    auth.require(&["read:notifications"])?;
-    let me = auth.account()?.0;
-    let page = p.page()?;
+    let (me, page, filter) = list_request(&auth, &p)?;
     let limit = page.limit;
-    let Some(filter) = p.filter()? else {
+    let Some(filter) = filter else {
         return Ok(json_response(&[(); 0], 2));
     };
     let res = state
@@ -279,17 +301,8 @@ pub async fn list(
         .await?
         .into_inner();
     let mut response = render_list(&state, me, &res.notifications).await?;
-    let len = res.notifications.len();
-    let newest = res.notifications.first().map(|n| n.id);
-    let oldest = res
-        .notifications
-        .last()
-        .map(|n| n.id)
-        .filter(|_| len >= limit as usize);
-    let base_url = &state.config.instance.base_url;
-    if let Some(link) = p.page.link_cursors(base_url, &uri, limit, oldest, newest) {
-        response.headers_mut().insert(LINK, link);
-    }
+    let ids: Vec<i64> = res.notifications.iter().map(|n| n.id).collect();
+    add_link(&mut response, &state, &p, &uri, limit, &ids);
     Ok(response)
 }
 
@@ -536,11 +549,9 @@ pub async fn grouped(
     uri: Uri,
     Params(p): Params<FilterParams>,
 ) -> ApiResult<Response> {
-    auth.require(&["read:notifications"])?;
-    let me = auth.account()?.0;
-    let page = p.page()?;
+    let (me, page, filter) = list_request(&auth, &p)?;
     let limit = page.limit;
-    let Some(filter) = p.filter()? else {
+    let Some(filter) = filter else {
         let empty = Grouped {
             accounts: Vec::new(),
             statuses: Vec::new(),
@@ -559,17 +570,12 @@ pub async fn grouped(
         .await?
         .into_inner();
     let mut response = render_groups(&state, me, &res.groups).await?;
-    let len = res.groups.len();
-    let newest = res.groups.first().map(|g| g.most_recent_notification_id);
-    let oldest = res
+    let ids: Vec<i64> = res
         .groups
-        .last()
-        .map(|g| g.most_recent_notification_id)
-        .filter(|_| len >= limit as usize);
-    let base_url = &state.config.instance.base_url;
-    if let Some(link) = p.page.link_cursors(base_url, &uri, limit, oldest, newest) {
-        response.headers_mut().insert(LINK, link);
-    }
+        .iter()
+        .map(|n| n.most_recent_notification_id)
+        .collect();
+    add_link(&mut response, &state, &p, &uri, limit, &ids);
     Ok(response)
 }
 
