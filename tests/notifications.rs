@@ -606,6 +606,9 @@ async fn grouped_notifications() {
     for i in 0..3 {
         fans.push(stack.account(&app, &format!("fan{i}")).await);
     }
+    // Favourites (timeline's stream), then follows (users' stream), then a mention: each
+    // kind waited for, since the two streams are consumed independently and the
+    // notifications' order is the order they are made in.
     for (token, _) in &fans {
         json_ok(
             stack
@@ -617,8 +620,12 @@ async fn grouped_notifications() {
                 .await,
         )
         .await;
+    }
+    wait_for_n(&stack, &alice, "", 3).await;
+    for (token, _) in &fans {
         json_ok(stack.act(token, &alice_id, "follow", &[]).await).await;
     }
+    wait_for_n(&stack, &alice, "", 6).await;
     let mention = say(&stack, &fans[0].0, &format!("@{acct} hi")).await;
     wait_for_n(&stack, &alice, "", 7).await;
 
@@ -681,7 +688,7 @@ async fn grouped_notifications() {
         ["mention", "follow", "favourite", "favourite", "favourite"]
     );
 
-    // Pages of groups: two groups, then the rest.
+    // Pages of groups: two groups (the mention, the follows), then the rest.
     let res = stack
         .get("/api/v2/notifications?limit=2", Some(&alice))
         .await;
@@ -711,10 +718,10 @@ async fn grouped_notifications() {
         .iter()
         .map(|g| g["type"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["favourite", "follow"], "{rest}");
-    assert_eq!(rest_groups[0]["notifications_count"], 3);
-    assert_eq!(rest_groups[1]["notifications_count"], 2);
-    assert_eq!(rest_groups[1]["group_key"], groups[1]["group_key"]);
+    assert_eq!(kinds, ["follow", "favourite"], "{rest}");
+    assert_eq!(rest_groups[0]["notifications_count"], 2);
+    assert_eq!(rest_groups[0]["group_key"], groups[1]["group_key"]);
+    assert_eq!(rest_groups[1]["notifications_count"], 3);
 
     // One group, its accounts, unread groups, dismissing it.
     let key = groups[2]["group_key"].as_str().unwrap().to_owned();
