@@ -234,6 +234,18 @@ pub struct Event {
 }
 
 impl Event {
+    /// The payload as its topic's message; None (logged) when it does not decode, since
+    /// retrying cannot fix a payload: the consumer moves on.
+    pub fn decode<M: prost::Message + Default>(&self) -> Option<M> {
+        match M::decode(self.payload.as_slice()) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::error!(event_id = %self.id, topic = %self.topic, error = %e, "undecodable event skipped");
+                None
+            }
+        }
+    }
+
     fn from_entry(entry: StreamId) -> Self {
         let text = |k: &str| match entry.map.get(k) {
             Some(Value::BulkString(b)) => String::from_utf8(b.clone()).ok(),

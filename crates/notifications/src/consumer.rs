@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use prost::Message;
 use rookery_kit::{events::Event, redis::Redis};
 use rookery_proto::{
     notifications::v1::NotificationType as Type,
@@ -54,24 +53,13 @@ pub fn spawn(
     );
 }
 
-fn decode<M: Message + Default>(event: &Event) -> Option<M> {
-    match M::decode(event.payload.as_slice()) {
-        Ok(m) => Some(m),
-        Err(e) => {
-            // Retrying cannot fix a payload: log it and move on.
-            tracing::error!(event_id = %event.id, topic = %event.topic, error = %e, "undecodable event skipped");
-            None
-        }
-    }
-}
-
 impl Notifications {
     /// Applies one event of the timeline stream.
     pub async fn on_timeline_event(&self, event: &Event) -> Result<()> {
         let id = event.id.as_str();
         match event.topic.as_str() {
             "mention.created" => {
-                let Some(e) = decode::<tl::MentionEvent>(event) else {
+                let Some(e) = event.decode::<tl::MentionEvent>() else {
                     return Ok(());
                 };
                 self.notify(Notice {
@@ -86,13 +74,13 @@ impl Notifications {
                 .await?;
             }
             "status.created" => {
-                let Some(e) = decode::<tl::StatusEvent>(event) else {
+                let Some(e) = event.decode::<tl::StatusEvent>() else {
                     return Ok(());
                 };
                 self.on_status_created(id, &e).await?;
             }
             "status.updated" => {
-                let Some(e) = decode::<tl::StatusEvent>(event) else {
+                let Some(e) = event.decode::<tl::StatusEvent>() else {
                     return Ok(());
                 };
                 // Those who reblogged it hear of the edit (Mastodon's `update`).
@@ -109,12 +97,12 @@ impl Notifications {
                 .await?;
             }
             "status.deleted" => {
-                if let Some(e) = decode::<tl::StatusEvent>(event) {
+                if let Some(e) = event.decode::<tl::StatusEvent>() {
                     self.status_deleted(e.status_id).await?;
                 }
             }
             topic @ ("favourite.created" | "reblog.created") => {
-                let Some(e) = decode::<tl::InteractionEvent>(event) else {
+                let Some(e) = event.decode::<tl::InteractionEvent>() else {
                     return Ok(());
                 };
                 let kind = if topic == "favourite.created" {
@@ -135,7 +123,7 @@ impl Notifications {
                 .await?;
             }
             "favourite.deleted" => {
-                if let Some(e) = decode::<tl::InteractionEvent>(event) {
+                if let Some(e) = event.decode::<tl::InteractionEvent>() {
                     self.undo(Type::Favourite, e.id).await?;
                 }
             }
@@ -196,7 +184,7 @@ impl Notifications {
             "block.created" => Type::Unspecified,
             _ => return Ok(()),
         };
-        let Some(e) = decode::<users::GraphEvent>(event) else {
+        let Some(e) = event.decode::<users::GraphEvent>() else {
             return Ok(());
         };
         match topic {

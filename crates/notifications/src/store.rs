@@ -150,64 +150,52 @@ macro_rules! listed_key {
     };
 }
 
-/// The most recent notification of each of up to `$7` groups, newest first: a
-/// recursive walk down `notifications_by_account` that skips groups already picked, so
-/// a group with thousands of notifications costs one probe, not a page of its own (as
-/// Mastodon's `paginate_groups`).
-const PICK_GROUPS: &str = concat!(
-    "WITH RECURSIVE pick AS (
-         (SELECT id, type, from_account_id, status_id, created_at, ",
-    listed_key!(),
-    " AS gk, 1 AS depth, ARRAY[",
-    listed_key!(),
-    "] AS seen
-          FROM notifications WHERE account_id = $1 AND id < $2 AND id > $3",
-    filtered!(),
-    " ORDER BY id DESC LIMIT 1)
-         UNION ALL
-         SELECT n.id, n.type, n.from_account_id, n.status_id, n.created_at, n.gk,
-                p.depth + 1, p.seen || n.gk
-         FROM pick p CROSS JOIN LATERAL (
-             SELECT * FROM (
-                 SELECT id, type, from_account_id, status_id, created_at, ",
-    listed_key!(),
-    " AS gk FROM notifications
-                 WHERE account_id = $1 AND id < p.id AND id > $3",
-    filtered!(),
-    " ORDER BY id DESC) c
-             WHERE gk <> ALL (p.seen) LIMIT 1) n
-         WHERE p.depth < $7
-     )
-     SELECT id, type, from_account_id, status_id, created_at, gk FROM pick ORDER BY id DESC"
-);
+/// The most recent notification of each of up to `$7` groups, from a recursive walk
+/// down (`DESC`, below `$2`) or up (`ASC`, above `$3`) `notifications_by_account` that
+/// skips groups already picked, so a group with thousands of notifications costs one
+/// probe, not a page of its own (as Mastodon's `paginate_groups`). `$next` is the step's
+/// bound on the id, past the previous pick.
+macro_rules! pick_groups {
+    ($order:literal, $next:literal) => {
+        concat!(
+            "WITH RECURSIVE pick AS (
+                 (SELECT id, type, from_account_id, status_id, created_at, ",
+            listed_key!(),
+            " AS gk, 1 AS depth, ARRAY[",
+            listed_key!(),
+            "] AS seen
+                  FROM notifications WHERE account_id = $1 AND id < $2 AND id > $3",
+            filtered!(),
+            " ORDER BY id ",
+            $order,
+            " LIMIT 1)
+                 UNION ALL
+                 SELECT n.id, n.type, n.from_account_id, n.status_id, n.created_at, n.gk,
+                        p.depth + 1, p.seen || n.gk
+                 FROM pick p CROSS JOIN LATERAL (
+                     SELECT * FROM (
+                         SELECT id, type, from_account_id, status_id, created_at, ",
+            listed_key!(),
+            " AS gk FROM notifications WHERE account_id = $1 AND ",
+            $next,
+            filtered!(),
+            " ORDER BY id ",
+            $order,
+            ") c
+                     WHERE gk <> ALL (p.seen) LIMIT 1) n
+                 WHERE p.depth < $7
+             )
+             SELECT id, type, from_account_id, status_id, created_at, gk FROM pick ORDER BY id ",
+            $order
+        )
+    };
+}
 
-/// As [`PICK_GROUPS`], upwards from `$3` (`min_id`), oldest first.
-const PICK_GROUPS_UP: &str = concat!(
-    "WITH RECURSIVE pick AS (
-         (SELECT id, type, from_account_id, status_id, created_at, ",
-    listed_key!(),
-    " AS gk, 1 AS depth, ARRAY[",
-    listed_key!(),
-    "] AS seen
-          FROM notifications WHERE account_id = $1 AND id < $2 AND id > $3",
-    filtered!(),
-    " ORDER BY id ASC LIMIT 1)
-         UNION ALL
-         SELECT n.id, n.type, n.from_account_id, n.status_id, n.created_at, n.gk,
-                p.depth + 1, p.seen || n.gk
-         FROM pick p CROSS JOIN LATERAL (
-             SELECT * FROM (
-                 SELECT id, type, from_account_id, status_id, created_at, ",
-    listed_key!(),
-    " AS gk FROM notifications
-                 WHERE account_id = $1 AND id > p.id AND id < $2",
-    filtered!(),
-    " ORDER BY id ASC) c
-             WHERE gk <> ALL (p.seen) LIMIT 1) n
-         WHERE p.depth < $7
-     )
-     SELECT id, type, from_account_id, status_id, created_at, gk FROM pick ORDER BY id ASC"
-);
+/// Groups of a page, newest first.
+const PICK_GROUPS: &str = pick_groups!("DESC", "id < p.id AND id > $3");
+
+/// Groups of a page right above `$3` (`min_id`), oldest first.
+const PICK_GROUPS_UP: &str = pick_groups!("ASC", "id > p.id AND id < $2");
 
 /// For each stored group key `$2` of recipient `$1`, as of a page spanning ids `$3` to
 /// `$4`: its most recent notification up to `$4`, that one's type and status, up to `$5`

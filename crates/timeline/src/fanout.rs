@@ -17,7 +17,6 @@
 
 use std::sync::Arc;
 
-use prost::Message;
 use rookery_kit::{events::Event, redis::Redis, streaming};
 use rookery_proto::{timeline::v1 as pb, users::v1 as users};
 use tokio_stream::StreamExt;
@@ -55,38 +54,27 @@ pub fn spawn(timeline: Arc<Timeline>, redis: Redis, name: &str, shutdown: Cancel
     );
 }
 
-fn decode<M: Message + Default>(event: &Event) -> Option<M> {
-    match M::decode(event.payload.as_slice()) {
-        Ok(m) => Some(m),
-        Err(e) => {
-            // Retrying cannot fix a payload: log it and move on.
-            tracing::error!(event_id = %event.id, topic = %event.topic, error = %e, "undecodable event skipped");
-            None
-        }
-    }
-}
-
 impl Timeline {
     /// Applies one event of the timeline stream.
     pub async fn on_status_event(&self, event: Event) -> Result<()> {
         match event.topic.as_str() {
             TOPIC_CREATED => {
-                if let Some(e) = decode::<pb::StatusEvent>(&event) {
+                if let Some(e) = event.decode::<pb::StatusEvent>() {
                     self.fan_out(&e).await?;
                 }
             }
             TOPIC_DELETED => {
-                if let Some(e) = decode::<pb::StatusEvent>(&event) {
+                if let Some(e) = event.decode::<pb::StatusEvent>() {
                     self.fan_in(&e).await?;
                 }
             }
             TOPIC_UPDATED => {
-                if let Some(e) = decode::<pb::StatusEvent>(&event) {
+                if let Some(e) = event.decode::<pb::StatusEvent>() {
                     self.announce_edit(&e).await?;
                 }
             }
             TOPIC_FAVOURITE | TOPIC_REBLOG => {
-                if let Some(e) = decode::<pb::InteractionEvent>(&event) {
+                if let Some(e) = event.decode::<pb::InteractionEvent>() {
                     let bodies = self.bodies(&[e.status_id]).await?;
                     if bodies
                         .get(&e.status_id)
@@ -338,7 +326,7 @@ impl Timeline {
         ) {
             return Ok(());
         }
-        let Some(e) = decode::<users::GraphEvent>(&event) else {
+        let Some(e) = event.decode::<users::GraphEvent>() else {
             return Ok(());
         };
         let (a, b) = (e.account_id, e.target_account_id);
