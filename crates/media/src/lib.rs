@@ -1,0 +1,4 @@
+//! The media service (work in progress).
+#![forbid(unsafe_code)]
+
+
