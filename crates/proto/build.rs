@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "rookery/users/v1/users.proto",
         "rookery/timeline/v1/timeline.proto",
         "rookery/notifications/v1/notifications.proto",
+        "rookery/media/v1/media.proto",
     ];
     let paths: Vec<PathBuf> = files.iter().map(|f| root.join(f)).collect();
     for p in &paths {
@@ -15,6 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let fds = protox::compile(&paths, [&root])?;
     tonic_prost_build::configure()
+        // File chunks pass through without a copy.
+        .bytes(".rookery.media.v1")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

@@ -18,6 +18,19 @@ pub struct Config {
     pub timeline_url: String,
     /// The notifications service: `NOTIFICATIONS_URL` (default `http://127.0.0.1:50053`).
     pub notifications_url: String,
+    /// The media service: `MEDIA_URL` (default `http://127.0.0.1:50054`).
+    pub media_url: String,
+    /// Where media files are served from, without a trailing slash: `MEDIA_BASE_URL`
+    /// (default `{ROOKERY_BASE_URL}/system/media`, this gateway; a CDN or the bucket's
+    /// public URL in production).
+    pub media_base_url: String,
+    /// Largest upload request body: `MEDIA_UPLOAD_MAX_BYTES` (default 116 MiB: a 99 MiB
+    /// video, a 16 MiB preview and the form's framing). Larger ones get 413 from their
+    /// Content-Length, before anything is read.
+    pub upload_limit: usize,
+    /// Deadline of an upload, processing included: `MEDIA_UPLOAD_TIMEOUT_MS` (default
+    /// 10 minutes; `/api/v1/media` waits for video to be transcoded).
+    pub upload_timeout: Duration,
     /// Redis (`REDIS_URL`, `REDIS_PREFIX`, `REDIS_TIMEOUT_MS`, `REDIS_POOL_SIZE`).
     pub redis: RedisConfig,
     /// Public facts about the instance.
@@ -120,6 +133,12 @@ impl Config {
             users_url: env_or("USERS_URL", "http://127.0.0.1:50051"),
             timeline_url: env_or("TIMELINE_URL", "http://127.0.0.1:50052"),
             notifications_url: env_or("NOTIFICATIONS_URL", "http://127.0.0.1:50053"),
+            media_url: env_or("MEDIA_URL", "http://127.0.0.1:50054"),
+            media_base_url: env_or("MEDIA_BASE_URL", &format!("{base_url}/system/media"))
+                .trim_end_matches('/')
+                .to_owned(),
+            upload_limit: env_parse("MEDIA_UPLOAD_MAX_BYTES", 116 * 1024 * 1024)?,
+            upload_timeout: env_millis("MEDIA_UPLOAD_TIMEOUT_MS", 600_000)?,
             redis: RedisConfig::from_env()?,
             instance,
             request_timeout: env_millis("GATEWAY_REQUEST_TIMEOUT_MS", 10_000)?,
@@ -149,6 +168,10 @@ impl Config {
             users_url: users_url.to_owned(),
             timeline_url: timeline_url.to_owned(),
             notifications_url: "http://127.0.0.1:50053".to_owned(),
+            media_url: "http://127.0.0.1:50054".to_owned(),
+            media_base_url: "http://rookery.test/system/media".to_owned(),
+            upload_limit: 116 * 1024 * 1024,
+            upload_timeout: Duration::from_secs(600),
             redis: RedisConfig::for_url(redis_url, redis_prefix),
             instance: InstanceConfig::new("rookery.test", "http://rookery.test"),
             request_timeout: Duration::from_secs(10),

@@ -35,6 +35,7 @@ use rookery_kit::{
     redis::Redis,
 };
 use rookery_proto::{
+    media::v1::media_client::MediaClient,
     notifications::v1::notifications_client::NotificationsClient,
     timeline::v1::timeline_client::TimelineClient, users::v1::users_client::UsersClient,
 };
@@ -55,6 +56,9 @@ use tower_http::{
 pub use config::Config;
 use state::{AppState, Inner};
 
+/// Largest message to and from the media service (upload chunks are 256 KiB).
+const MAX_UPLOAD_MESSAGE: usize = 4 * 1024 * 1024;
+
 /// Smallest response worth compressing: below this the headers outweigh the savings.
 const COMPRESS_ABOVE_BYTES: u64 = 512;
 
@@ -66,6 +70,17 @@ pub fn state(config: Config, shutdown: &CancellationToken) -> anyhow::Result<App
     let channel = rookery_kit::grpc::channel(&config.users_url, config.grpc_timeout)?;
     let timeline = rookery_kit::grpc::channel(&config.timeline_url, config.grpc_timeout)?;
     let notifications = rookery_kit::grpc::channel(&config.notifications_url, config.grpc_timeout)?;
+    let media = rookery_kit::grpc::channel(&config.media_url, config.grpc_timeout)?;
+    let media_uploads = rookery_kit::grpc::channel(&config.media_url, config.upload_timeout)?;
+    let attachments = TieredCache::new(
+        &hub,
+        names::MEDIA,
+        CacheOptions {
+            l1_capacity: config.account_cache_capacity,
+            l1_ttl: config.account_cache_ttl,
+            l2_ttl: None,
+        },
+    );
     let tokens = TieredCache::new(
         &hub,
         names::TOKENS,
@@ -99,6 +114,11 @@ pub fn state(config: Config, shutdown: &CancellationToken) -> anyhow::Result<App
         users: UsersClient::new(channel),
         timeline: TimelineClient::new(timeline),
         notifications: NotificationsClient::new(notifications),
+        media: MediaClient::new(media),
+        media_uploads: MediaClient::new(media_uploads)
+            .max_encoding_message_size(MAX_UPLOAD_MESSAGE)
+            .max_decoding_message_size(MAX_UPLOAD_MESSAGE),
+        attachments,
         tokens,
         accounts,
         stats,
@@ -116,7 +136,9 @@ pub fn app(state: AppState, readiness: Readiness) -> Router {
         SizeAbove::new(COMPRESS_ABOVE_BYTES)
             .and(NotForContentType::GRPC)
             .and(NotForContentType::IMAGES)
-            .and(NotForContentType::SSE),
+            .and(NotForContentType::SSE)
+            // Video is compressed already, and byte ranges must mean the stored bytes.
+            .and(NotForContentType::const_new("video/")),
     );
     let cors = CorsLayer::new()
         .allow_origin(Any)
@@ -129,8 +151,28 @@ pub fn app(state: AppState, readiness: Readiness) -> Router {
             http::HeaderName::from_static("x-ratelimit-remaining"),
             http::HeaderName::from_static("x-ratelimit-reset"),
         ]);
-    routes::router()
-        .merge(streaming::router())
+    let api = routes::router().merge(streaming::router()).layer(
+        ServiceBuilder::new()
+            // A stuck dependency must not hold a connection forever.
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                config.request_timeout,
+            ))
+            // Reject oversized bodies from Content-Length before reading them (413).
+            .layer(RequestBodyLimitLayer::new(config.body_limit))
+            .layer(DefaultBodyLimit::max(config.body_limit)),
+    );
+    // Uploads stream large bodies and may wait for processing: their own limits.
+    let uploads = routes::media::upload_router().layer(
+        ServiceBuilder::new()
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                config.upload_timeout,
+            ))
+            .layer(RequestBodyLimitLayer::new(config.upload_limit))
+            .layer(DefaultBodyLimit::disable()),
+    );
+    api.merge(uploads)
         .fallback(middleware::not_found)
         .with_state(state.clone())
         .merge(rookery_kit::ops::router(readiness))
@@ -147,15 +189,7 @@ pub fn app(state: AppState, readiness: Readiness) -> Router {
                 // gzip/br/zstd by Accept-Encoding, for bodies where it pays.
                 .layer(compression)
                 // Whatever fails below answers in Mastodon's JSON error format.
-                .layer(axum::middleware::from_fn(middleware::json_errors))
-                // A stuck dependency must not hold a connection forever.
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    config.request_timeout,
-                ))
-                // Reject oversized bodies from Content-Length before reading them (413).
-                .layer(RequestBodyLimitLayer::new(config.body_limit))
-                .layer(DefaultBodyLimit::max(config.body_limit)),
+                .layer(axum::middleware::from_fn(middleware::json_errors)),
         )
 }
 

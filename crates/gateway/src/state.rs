@@ -4,6 +4,7 @@ use std::{collections::HashMap, ops::Deref, sync::Arc};
 
 use rookery_kit::{cache::TieredCache, grpc::TracedChannel};
 use rookery_proto::{
+    media::v1::{self as md, media_client::MediaClient},
     notifications::v1::notifications_client::NotificationsClient,
     timeline::v1::timeline_client::TimelineClient,
     users::v1::{self as pb, users_client::UsersClient},
@@ -26,6 +27,13 @@ pub struct Inner {
     pub timeline: TimelineClient<TracedChannel>,
     /// The notifications service.
     pub notifications: NotificationsClient<TracedChannel>,
+    /// The media service (calls bounded by the usual gRPC deadline).
+    pub media: MediaClient<TracedChannel>,
+    /// The media service for uploads: their deadline is the upload timeout.
+    pub media_uploads: MediaClient<TracedChannel>,
+    /// Attachments (process-local; evicted by the media service's invalidation
+    /// broadcasts, like accounts).
+    pub attachments: TieredCache<md::Attachment>,
     /// Health checks of the users service (readiness).
     pub health: tonic_health::pb::health_client::HealthClient<TracedChannel>,
     /// Token resolutions (process-local, evicted by broadcast revocations).
@@ -75,6 +83,54 @@ impl AppState {
     /// A notifications client for one call.
     pub fn notifications(&self) -> NotificationsClient<TracedChannel> {
         self.notifications.clone()
+    }
+
+    /// A media client for one call.
+    pub fn media(&self) -> MediaClient<TracedChannel> {
+        self.media.clone()
+    }
+
+    /// Attachments by id: this replica's cache, one batched call for the misses.
+    /// Unknown ids are left out.
+    pub async fn attachments(&self, ids: &[i64]) -> Result<HashMap<i64, md::Attachment>, ApiError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let keys: Vec<String> = ids.iter().map(i64::to_string).collect();
+        let found = self
+            .attachments
+            .get_many(&keys, |missing| async move {
+                let ids = missing.iter().filter_map(|k| k.parse().ok()).collect();
+                let res = self.media().get_many(md::GetManyRequest { ids }).await?;
+                Ok::<_, ApiError>(
+                    res.into_inner()
+                        .attachments
+                        .into_iter()
+                        .map(|a| (a.id.to_string(), a))
+                        .collect(),
+                )
+            })
+            .await?;
+        Ok(found.into_values().map(|a| (a.id, a)).collect())
+    }
+
+    /// The attachments of every status of `page` (reblogged and quoted ones included),
+    /// in one batched lookup.
+    pub async fn page_media(
+        &self,
+        page: &rookery_proto::timeline::v1::StatusPage,
+    ) -> Result<crate::mastodon::media::MediaRefs, ApiError> {
+        let mut ids: Vec<i64> = page
+            .statuses
+            .values()
+            .flat_map(|s| s.media_ids.iter().copied())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(crate::mastodon::media::MediaRefs {
+            attachments: self.attachments(&ids).await?,
+            base: self.config.media_base_url.clone(),
+        })
     }
 
     /// Accounts by id: this replica's cache, one batched call for the misses. Unknown

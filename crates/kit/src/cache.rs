@@ -487,4 +487,6 @@ pub mod names {
     pub const ACCOUNTS: &str = "accounts";
     /// Bearer token resolutions by token key (owned by users; cached by the gateway).
     pub const TOKENS: &str = "tokens";
+    /// Media attachments by id (owned by media; cached by media and the gateway).
+    pub const MEDIA: &str = "media";
 }

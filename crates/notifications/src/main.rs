@@ -1,11 +1,11 @@
-//! `rookery-timeline`: serve (default) or `migrate`.
+//! `rookery-notifications`: serve (default) or `migrate`.
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let telemetry = rookery_kit::telemetry::init("timeline")?;
+    let telemetry = rookery_kit::telemetry::init("notifications")?;
     let config = rookery_notifications::Config::from_env()?;
     match std::env::args().nth(1).as_deref() {
         Some("migrate") => {

@@ -29,3 +29,11 @@ pub mod notifications {
         tonic::include_proto!("rookery.notifications.v1");
     }
 }
+
+/// `rookery.media.v1`: uploads, processing, stored files.
+pub mod media {
+    /// Version 1 of the media API.
+    pub mod v1 {
+        tonic::include_proto!("rookery.media.v1");
+    }
+}

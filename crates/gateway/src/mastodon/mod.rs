@@ -1,6 +1,7 @@
 //! Mastodon API entities, serialised exactly as Mastodon clients expect them.
 
 pub mod instance;
+pub mod media;
 pub mod status;
 
 use chrono::{DateTime, Utc};

@@ -11,7 +11,10 @@ use chrono::{DateTime, Utc};
 use rookery_proto::{timeline::v1 as tl, users::v1 as pb};
 use serde::Serialize;
 
-use super::{Account, Concat, IdStr};
+use super::{
+    Account, Concat, IdStr,
+    media::{MediaAttachment, MediaRefs},
+};
 
 /// Bytes of one serialised `Status` (with its account), for `json_response` size hints.
 pub const STATUS_JSON_BYTES: usize = 2560;
@@ -20,6 +23,8 @@ pub const STATUS_JSON_BYTES: usize = 2560;
 pub struct Ctx<'a> {
     pub page: &'a tl::StatusPage,
     pub accounts: &'a HashMap<i64, pb::Account>,
+    /// The attachments of the page's statuses.
+    pub media: &'a MediaRefs,
     /// E.g. `https://rookery.test`.
     pub base_url: &'a str,
 }
@@ -186,7 +191,7 @@ pub struct Status<'a> {
     reblog: Option<Box<Status<'a>>>,
     application: Option<StatusApplication<'a>>,
     account: Account<'a>,
-    media_attachments: [(); 0],
+    media_attachments: Vec<MediaAttachment<'a>>,
     mentions: Vec<Mention<'a>>,
     tags: Vec<StatusTag<'a>>,
     emojis: [(); 0],
@@ -306,7 +311,7 @@ fn render<'a>(ctx: &Ctx<'a>, id: i64, nesting: Nesting) -> Option<Status<'a>> {
             website: None,
         }),
         account: Account::new(author, base),
-        media_attachments: [],
+        media_attachments: ctx.media.render(&s.media_ids),
         mentions: s
             .mention_ids
             .iter()
@@ -392,6 +397,7 @@ pub struct Context<'a> {
 pub fn context<'a>(
     resp: &'a tl::ContextResponse,
     accounts: &'a HashMap<i64, pb::Account>,
+    media: &'a MediaRefs,
     base_url: &'a str,
 ) -> Context<'a> {
     let Some(page) = resp.statuses.as_ref() else {
@@ -403,6 +409,7 @@ pub fn context<'a>(
     let ctx = Ctx {
         page,
         accounts,
+        media,
         base_url,
     };
     let pick = |ids: &[i64]| ids.iter().filter_map(|&id| status(&ctx, id)).collect();
@@ -420,7 +427,7 @@ pub struct StatusEdit<'a> {
     sensitive: bool,
     created_at: Time,
     account: Account<'a>,
-    media_attachments: [(); 0],
+    media_attachments: Vec<MediaAttachment<'a>>,
     emojis: [(); 0],
 }
 
@@ -429,6 +436,7 @@ pub struct StatusEdit<'a> {
 pub fn history<'a>(
     resp: &'a tl::HistoryResponse,
     account: &'a pb::Account,
+    media: &'a MediaRefs,
     base_url: &'a str,
 ) -> Vec<StatusEdit<'a>> {
     resp.versions
@@ -439,7 +447,7 @@ pub fn history<'a>(
             sensitive: v.sensitive,
             created_at: Time(v.created_at_ms),
             account: Account::new(account, base_url),
-            media_attachments: [],
+            media_attachments: media.render(&v.media_ids),
             emojis: [],
         })
         .collect()
@@ -625,6 +633,7 @@ mod tests {
         let ctx = Ctx {
             page,
             accounts: &accounts,
+            media: &MediaRefs::default(),
             base_url: BASE,
         };
         serde_json::to_value(status(&ctx, id).unwrap()).unwrap()
@@ -718,6 +727,7 @@ mod tests {
         let ctx = Ctx {
             page: &page,
             accounts: &accounts,
+            media: &MediaRefs::default(),
             base_url: BASE,
         };
         assert!(status(&ctx, REBLOG).is_none());
@@ -781,6 +791,7 @@ mod tests {
         let ctx = Ctx {
             page: &page,
             accounts: &accounts,
+            media: &MediaRefs::default(),
             base_url: BASE,
         };
         let json = serde_json::to_value(status(&ctx, QUOTING).unwrap()).unwrap();
@@ -794,6 +805,7 @@ mod tests {
         let ctx = Ctx {
             page: &page,
             accounts: &accounts,
+            media: &MediaRefs::default(),
             base_url: BASE,
         };
         let json = serde_json::to_value(statuses(&ctx)).unwrap();
@@ -813,6 +825,7 @@ mod tests {
         let ctx = Ctx {
             page: &page,
             accounts: &accounts,
+            media: &MediaRefs::default(),
             base_url: BASE,
         };
         let deleted = status(&ctx, ORIGINAL).unwrap().with_source();
@@ -832,12 +845,14 @@ mod tests {
             descendants: vec![QUOTING],
         };
         let accounts = accounts();
-        let json = serde_json::to_value(context(&resp, &accounts, BASE)).unwrap();
+        let json =
+            serde_json::to_value(context(&resp, &accounts, &MediaRefs::default(), BASE)).unwrap();
         assert_eq!(json["ancestors"][0]["id"], "117657528981454900");
         assert_eq!(json["ancestors"].as_array().unwrap().len(), 1);
         assert_eq!(json["descendants"][0]["id"], "1002");
         let empty = tl::ContextResponse::default();
-        let json = serde_json::to_value(context(&empty, &accounts, BASE)).unwrap();
+        let json =
+            serde_json::to_value(context(&empty, &accounts, &MediaRefs::default(), BASE)).unwrap();
         assert_eq!(json, json!({"ancestors": [], "descendants": []}));
 
         let resp = tl::HistoryResponse {
@@ -857,7 +872,13 @@ mod tests {
                 },
             ],
         };
-        let json = serde_json::to_value(history(&resp, &accounts[&ALICE], BASE)).unwrap();
+        let json = serde_json::to_value(history(
+            &resp,
+            &accounts[&ALICE],
+            &MediaRefs::default(),
+            BASE,
+        ))
+        .unwrap();
         assert_eq!(json[0]["content"], "<p>v1</p>");
         assert_eq!(json[1]["created_at"], "2024-01-31T12:35:00.000Z");
         assert_eq!(json[1]["spoiler_text"], "cw");
@@ -911,6 +932,7 @@ mod tests {
         let ctx = Ctx {
             page: &page,
             accounts: &accounts,
+            media: &MediaRefs::default(),
             base_url: BASE,
         };
         let bytes = serde_json::to_vec(&status(&ctx, ORIGINAL).unwrap()).unwrap();

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod graph;
 pub mod instance;
+pub mod media;
 pub mod notifications;
 pub mod oauth;
 pub mod statuses;
@@ -22,6 +23,11 @@ use statuses::interaction_route;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/apps", post(oauth::create_app))
+        .route(
+            "/api/v1/media/{id}",
+            get(media::show).put(media::update).delete(media::delete),
+        )
+        .route("/system/media/{*key}", get(media::serve))
         .route("/api/v1/notifications", get(notifications::list))
         .route("/api/v1/notifications/clear", post(notifications::clear))
         .route(

@@ -28,6 +28,7 @@ use crate::{
     input::{Params, opt_string_list, string_list},
     mastodon::{
         ACCOUNT_JSON_BYTES, Account, IdStr, iso_time, json_response,
+        media::MediaRefs,
         status::{self, Ctx, STATUS_JSON_BYTES, Status},
     },
     pagination::{PageParams, limit},
@@ -159,6 +160,7 @@ impl FilterParams {
 struct Hydrated {
     page: tl::StatusPage,
     accounts: HashMap<i64, pb::Account>,
+    media: MediaRefs,
 }
 
 impl Hydrated {
@@ -187,8 +189,12 @@ impl Hydrated {
             .collect();
         ids.sort_unstable();
         ids.dedup();
-        let accounts = state.accounts(&ids).await?;
-        Ok(Self { page, accounts })
+        let (accounts, media) = tokio::try_join!(state.accounts(&ids), state.page_media(&page))?;
+        Ok(Self {
+            page,
+            accounts,
+            media,
+        })
     }
 }
 
@@ -245,6 +251,7 @@ async fn render_list(
     let ctx = Ctx {
         page: &hydrated.page,
         accounts: &hydrated.accounts,
+        media: &hydrated.media,
         base_url,
     };
     let entities: Vec<Notification<'_>> = notifications
@@ -366,6 +373,7 @@ pub async fn render_notification(
     let ctx = Ctx {
         page: &hydrated.page,
         accounts: &hydrated.accounts,
+        media: &hydrated.media,
         base_url,
     };
     Ok(render(&n, &hydrated.accounts, &ctx, base_url)
@@ -485,6 +493,7 @@ async fn render_groups(state: &AppState, viewer: i64, groups: &[nt::Group]) -> A
     let ctx = Ctx {
         page: &hydrated.page,
         accounts: &hydrated.accounts,
+        media: &hydrated.media,
         base_url,
     };
     let mut shown_statuses = HashSet::new();

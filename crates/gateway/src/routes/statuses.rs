@@ -20,6 +20,7 @@ use crate::{
     input::{Params, opt_bool, opt_i64, string_list},
     mastodon::{
         ACCOUNT_JSON_BYTES, Account, json_response,
+        media::MediaRefs,
         status::{self, Ctx, STATUS_JSON_BYTES},
     },
     pagination::PageParams,
@@ -32,6 +33,8 @@ const ACCOUNTS_MAX: u32 = 80;
 /// Default and largest page of a status list.
 pub const STATUSES_DEFAULT: u32 = 20;
 pub const STATUSES_MAX: u32 = 40;
+/// Most attachments of a status (Mastodon's).
+const MAX_MEDIA: usize = 4;
 /// Most ids in `GET /api/v1/statuses?id[]=`.
 const MAX_BATCH: usize = 40;
 
@@ -52,12 +55,30 @@ pub fn viewer_of(auth: &MaybeAuth, scopes: &[&str]) -> Result<i64, ApiError> {
     }
 }
 
-/// The accounts a page references, in one batched lookup.
-pub async fn page_accounts(
-    state: &AppState,
-    page: &tl::StatusPage,
-) -> ApiResult<HashMap<i64, pb::Account>> {
-    state.accounts(&page.authors).await
+/// What a page of statuses references: its authors and mentioned accounts (users) and
+/// its attachments (media), one batched lookup each, concurrently.
+pub struct PageRefs {
+    pub accounts: HashMap<i64, pb::Account>,
+    pub media: MediaRefs,
+}
+
+impl PageRefs {
+    /// Loads what `page` references.
+    pub async fn load(state: &AppState, page: &tl::StatusPage) -> ApiResult<Self> {
+        let (accounts, media) =
+            tokio::try_join!(state.accounts(&page.authors), state.page_media(page))?;
+        Ok(Self { accounts, media })
+    }
+
+    /// The rendering context of `page`.
+    pub fn ctx<'a>(&'a self, page: &'a tl::StatusPage, state: &'a AppState) -> Ctx<'a> {
+        Ctx {
+            page,
+            accounts: &self.accounts,
+            media: &self.media,
+            base_url: &state.config.instance.base_url,
+        }
+    }
 }
 
 /// Answers a list of statuses with its `Link` header.
@@ -77,15 +98,11 @@ pub async fn status_list(
     Ok(response)
 }
 
-/// Answers the statuses of `page` as a JSON array (authors in one batched lookup).
+/// Answers the statuses of `page` as a JSON array (authors and attachments in one
+/// batched lookup each).
 pub async fn status_array(state: &AppState, page: &tl::StatusPage) -> ApiResult<Response> {
-    let accounts = page_accounts(state, page).await?;
-    let ctx = Ctx {
-        page,
-        accounts: &accounts,
-        base_url: &state.config.instance.base_url,
-    };
-    let body = status::statuses(&ctx);
+    let refs = PageRefs::load(state, page).await?;
+    let body = status::statuses(&refs.ctx(page, state));
     Ok(json_response(&body, body.len() * STATUS_JSON_BYTES + 2))
 }
 
@@ -95,12 +112,8 @@ pub async fn one_status(
     page: tl::StatusPage,
     source: bool,
 ) -> ApiResult<Response> {
-    let accounts = page_accounts(state, &page).await?;
-    let ctx = Ctx {
-        page: &page,
-        accounts: &accounts,
-        base_url: &state.config.instance.base_url,
-    };
+    let refs = PageRefs::load(state, &page).await?;
+    let ctx = refs.ctx(&page, state);
     let id = page.ids.first().copied().ok_or_else(ApiError::not_found)?;
     let entity = status::status(&ctx, id).ok_or_else(ApiError::not_found)?;
     let entity = if source { entity.with_source() } else { entity };
@@ -130,6 +143,43 @@ fn media_ids(raw: &[String]) -> Result<Vec<i64>, ApiError> {
                 .map_err(|_| ApiError::unprocessable(format!("media_ids: {m:?} is not an id")))
         })
         .collect()
+}
+
+/// The attachments a status of `me` may use, in the order given: Mastodon's rule keeps
+/// the author's own uploads that no other status uses (`status`: the status being
+/// edited) and drops other ids; one still processing is refused. One batched lookup
+/// (which also warms the cache the response is rendered from).
+async fn attachable(
+    state: &AppState,
+    me: i64,
+    status: Option<i64>,
+    requested: Vec<i64>,
+) -> ApiResult<Vec<i64>> {
+    if requested.len() > MAX_MEDIA {
+        return Err(ApiError::unprocessable(format!(
+            "Cannot attach more than {MAX_MEDIA} files"
+        )));
+    }
+    if requested.is_empty() {
+        return Ok(requested);
+    }
+    let found = state.attachments(&requested).await?;
+    let mut usable = Vec::with_capacity(requested.len());
+    for id in requested {
+        let Some(a) = found.get(&id) else { continue };
+        if a.account_id != me || a.status_id.is_some_and(|s| Some(s) != status) {
+            continue;
+        }
+        if a.state() != rookery_proto::media::v1::State::Ready {
+            return Err(ApiError::unprocessable(
+                "Cannot attach files that have not finished processing. Try again in a moment!",
+            ));
+        }
+        if !usable.contains(&id) {
+            usable.push(id);
+        }
+    }
+    Ok(usable)
 }
 
 #[derive(Deserialize)]
@@ -193,6 +243,7 @@ pub async fn create(
         .language
         .filter(|l| !l.trim().is_empty())
         .unwrap_or_else(|| account.default_language.clone());
+    let media_ids = attachable(&state, me.0, None, media_ids(&p.media_ids)?).await?;
     let page = state
         .timeline()
         .create_status(tl::CreateStatusRequest {
@@ -203,7 +254,7 @@ pub async fn create(
             sensitive: p.sensitive.unwrap_or(account.default_sensitive),
             spoiler_text: p.spoiler_text.unwrap_or_default(),
             language,
-            media_ids: media_ids(&p.media_ids)?,
+            media_ids,
             quoted_status_id: p.quoted_status_id,
             idempotency_key,
             application: String::new(),
@@ -238,16 +289,18 @@ pub async fn edit(
 ) -> ApiResult<Response> {
     auth.require(&["write:statuses"])?;
     let me = auth.account()?;
+    let id = status_id(&id)?;
+    let media_ids = attachable(&state, me.0, Some(id), media_ids(&p.media_ids)?).await?;
     let page = state
         .timeline()
         .edit_status(tl::EditStatusRequest {
             account_id: me.0,
-            status_id: status_id(&id)?,
+            status_id: id,
             text: p.status.unwrap_or_default(),
             spoiler_text: p.spoiler_text.unwrap_or_default(),
             sensitive: p.sensitive.unwrap_or(false),
             language: p.language.filter(|l| !l.trim().is_empty()),
-            media_ids: media_ids(&p.media_ids)?,
+            media_ids,
         })
         .await?
         .into_inner();
@@ -343,8 +396,13 @@ pub async fn context(
         .into_inner();
     let empty = tl::StatusPage::default();
     let page = resp.statuses.as_ref().unwrap_or(&empty);
-    let accounts = page_accounts(&state, page).await?;
-    let body = status::context(&resp, &accounts, &state.config.instance.base_url);
+    let refs = PageRefs::load(&state, page).await?;
+    let body = status::context(
+        &resp,
+        &refs.accounts,
+        &refs.media,
+        &state.config.instance.base_url,
+    );
     let n = resp.ancestors.len() + resp.descendants.len();
     Ok(json_response(&body, n * STATUS_JSON_BYTES + 32))
 }
@@ -364,10 +422,22 @@ pub async fn history(
         })
         .await?
         .into_inner();
-    let account = state
-        .account(rookery_kit::ids::AccountId(resp.account_id))
-        .await?;
-    let body = status::history(&resp, &account, &state.config.instance.base_url);
+    let mut media_ids: Vec<i64> = resp
+        .versions
+        .iter()
+        .flat_map(|v| v.media_ids.iter().copied())
+        .collect();
+    media_ids.sort_unstable();
+    media_ids.dedup();
+    let (account, attachments) = tokio::try_join!(
+        state.account(rookery_kit::ids::AccountId(resp.account_id)),
+        state.attachments(&media_ids)
+    )?;
+    let media = MediaRefs {
+        attachments,
+        base: state.config.media_base_url.clone(),
+    };
+    let body = status::history(&resp, &account, &media, &state.config.instance.base_url);
     Ok(json_response(&body, body.len() * 1024 + 2))
 }
 

@@ -9,7 +9,7 @@ use rookery_proto::{timeline::v1 as tl, users::v1 as pb};
 use serde::Deserialize;
 
 use super::statuses::{
-    STATUSES_DEFAULT, STATUSES_MAX, page_accounts, status_array, status_list, viewer_of,
+    PageRefs, STATUSES_DEFAULT, STATUSES_MAX, status_array, status_list, viewer_of,
 };
 use crate::{
     auth::{Auth, MaybeAuth},
@@ -17,7 +17,7 @@ use crate::{
     input::{Params, opt_bool, opt_string_list},
     mastodon::{
         ACCOUNT_JSON_BYTES, Account, json_response,
-        status::{self, Ctx, STATUS_JSON_BYTES},
+        status::{self, STATUS_JSON_BYTES},
     },
     pagination::{PageParams, limit, number},
     state::AppState,
@@ -405,13 +405,9 @@ pub async fn search(
     let (accounts, found) = tokio::try_join!(accounts, timeline)?;
     let empty = tl::StatusPage::default();
     let page = found.statuses.as_ref().unwrap_or(&empty);
-    let authors = page_accounts(&state, page).await?;
+    let refs = PageRefs::load(&state, page).await?;
     let base_url = &state.config.instance.base_url;
-    let ctx = Ctx {
-        page,
-        accounts: &authors,
-        base_url,
-    };
+    let ctx = refs.ctx(page, &state);
     let body = serde_json::json!({
         "accounts": accounts.iter().map(|a| Account::new(a, base_url)).collect::<Vec<_>>(),
         "statuses": status::statuses(&ctx),

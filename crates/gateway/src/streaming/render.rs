@@ -153,10 +153,12 @@ async fn hydrate(state: &AppState, msg: &Message) -> Result<Entry, ApiError> {
                 .keys()
                 .map(|&id| (id, tl::ViewerState::default()))
                 .collect();
-            let accounts = state.accounts(&page.authors).await?;
+            let (accounts, media) =
+                tokio::try_join!(state.accounts(&page.authors), state.page_media(&page))?;
             let ctx = Ctx {
                 page: &page,
                 accounts: &accounts,
+                media: &media,
                 base_url: &state.config.instance.base_url,
             };
             let Some(entity) = status::status(&ctx, msg.id) else {

@@ -94,6 +94,7 @@ fn status_event(s: &pb::Status, bodies: &HashMap<i64, pb::Status>) -> pb::Status
         mention_ids: s.mention_ids.clone(),
         tags: s.tags.clone(),
         created_at_ms: s.created_at_ms,
+        media_ids: s.media_ids.clone(),
     }
 }
 
