@@ -68,6 +68,20 @@ ensure_pg_binaries() {
     have_pg_binaries || die "Postgres 15 binaries not found in $PG_BIN after installing postgresql-15"
 }
 
+# ffmpeg: the media service transcodes video and animated GIFs with it. Without it video
+# uploads are refused with a clear 422 and images still work, so a machine where it
+# cannot be installed only warns.
+ensure_ffmpeg() {
+    command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 && return 0
+    wait_for_apt
+    command -v ffmpeg >/dev/null 2>&1 && return 0
+    if ((EUID == 0)) && command -v apt-get >/dev/null 2>&1; then
+        (apt_install ffmpeg) || log "warning: ffmpeg could not be installed; video uploads will be refused"
+    else
+        log "warning: ffmpeg is missing (apt-get install ffmpeg); video uploads will be refused"
+    fi
+}
+
 ensure_redis_binaries() {
     have_redis_binaries && return 0
     wait_for_apt
@@ -352,6 +366,7 @@ start)
         redis) start_redis ;;
         esac
     done
+    ensure_ffmpeg
     print_env
     ;;
 stop)

@@ -28,7 +28,7 @@ PG_ADMIN_USER=rookery_admin
 PG_ADMIN_PASSWORD=rookery_admin
 
 # Services that own a Postgres role + schema. Adding a service is adding a word here.
-SERVICES="users timeline notifications"
+SERVICES="users timeline notifications media"
 
 # Database the services use. Background test stacks set it to something else so they do
 # not pollute dev data (see stack.sh start-bg).

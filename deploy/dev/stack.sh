@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds and runs the whole Rookery stack (rookery-users, rookery-timeline,
-# rookery-notifications, rookery-gateway) locally.
+# rookery-notifications, rookery-media, rookery-gateway) locally.
 #
 #   stack.sh run        foreground (make run): logs on the terminal, Ctrl-C stops the
 #                       services and whichever of Postgres/Redis this run started
@@ -11,7 +11,9 @@
 # Env: PROFILE (debug|release|<cargo profile>), CARGO_TARGET_DIR, GATEWAY_PORT (8080),
 # USERS_GRPC_PORT (50051), USERS_HTTP_PORT (9101), TIMELINE_GRPC_PORT (USERS_GRPC_PORT + 1),
 # TIMELINE_HTTP_PORT (USERS_HTTP_PORT + 1), NOTIFICATIONS_GRPC_PORT (USERS_GRPC_PORT + 2),
-# NOTIFICATIONS_HTTP_PORT (USERS_HTTP_PORT + 2), ROOKERY_DB (rookery; start-bg drops and
+# NOTIFICATIONS_HTTP_PORT (USERS_HTTP_PORT + 2), MEDIA_GRPC_PORT (USERS_GRPC_PORT + 3),
+# MEDIA_HTTP_PORT (USERS_HTTP_PORT + 3), MEDIA_LOCAL_DIR (.data/media, or
+# .data/media-<db> for another database), ROOKERY_DB (rookery; start-bg drops and
 # recreates any other name), ROOKERY_DOMAIN, ROOKERY_BASE_URL, READY_TIMEOUT (60 s).
 set -euo pipefail
 
@@ -27,6 +29,8 @@ TIMELINE_GRPC_PORT="${TIMELINE_GRPC_PORT:-$((USERS_GRPC_PORT + 1))}"
 TIMELINE_HTTP_PORT="${TIMELINE_HTTP_PORT:-$((USERS_HTTP_PORT + 1))}"
 NOTIFICATIONS_GRPC_PORT="${NOTIFICATIONS_GRPC_PORT:-$((USERS_GRPC_PORT + 2))}"
 NOTIFICATIONS_HTTP_PORT="${NOTIFICATIONS_HTTP_PORT:-$((USERS_HTTP_PORT + 2))}"
+MEDIA_GRPC_PORT="${MEDIA_GRPC_PORT:-$((USERS_GRPC_PORT + 3))}"
+MEDIA_HTTP_PORT="${MEDIA_HTTP_PORT:-$((USERS_HTTP_PORT + 3))}"
 READY_TIMEOUT="${READY_TIMEOUT:-60}"
 GATEWAY_URL="http://127.0.0.1:${GATEWAY_PORT}"
 PIDFILE="$RUN_DIR/stack-${GATEWAY_PORT}.pids"
@@ -47,7 +51,7 @@ build() {
     # shellcheck disable=SC2086 # the flag is empty or words on purpose
     cargo build --workspace --bins ${CARGO_PROFILE_FLAG}
     local bin
-    for bin in rookery-users rookery-timeline rookery-notifications rookery-gateway; do
+    for bin in rookery-users rookery-timeline rookery-notifications rookery-media rookery-gateway; do
         [[ -x $BIN_DIR/$bin ]] || die "$BIN_DIR/$bin not found after the build"
     done
 }
@@ -88,11 +92,22 @@ notifications_env=(
     NOTIFICATIONS_GRPC_ADDR="127.0.0.1:${NOTIFICATIONS_GRPC_PORT}"
     NOTIFICATIONS_HTTP_ADDR="127.0.0.1:${NOTIFICATIONS_HTTP_PORT}"
 )
+MEDIA_DIR="${MEDIA_LOCAL_DIR:-$DATA/media}"
+[[ $ROOKERY_DB == rookery ]] || MEDIA_DIR="${MEDIA_LOCAL_DIR:-$DATA/media-$ROOKERY_DB}"
+media_env=(
+    MEDIA_DATABASE_URL="$MEDIA_DATABASE_URL"
+    REDIS_URL="$REDIS_URL"
+    REDIS_PREFIX="$PREFIX"
+    MEDIA_LOCAL_DIR="$MEDIA_DIR"
+    MEDIA_GRPC_ADDR="127.0.0.1:${MEDIA_GRPC_PORT}"
+    MEDIA_HTTP_ADDR="127.0.0.1:${MEDIA_HTTP_PORT}"
+)
 gateway_env=(
     GATEWAY_ADDR="127.0.0.1:${GATEWAY_PORT}"
     USERS_URL="http://127.0.0.1:${USERS_GRPC_PORT}"
     TIMELINE_URL="http://127.0.0.1:${TIMELINE_GRPC_PORT}"
     NOTIFICATIONS_URL="http://127.0.0.1:${NOTIFICATIONS_GRPC_PORT}"
+    MEDIA_URL="http://127.0.0.1:${MEDIA_GRPC_PORT}"
     REDIS_URL="$REDIS_URL"
     REDIS_PREFIX="$PREFIX"
     ROOKERY_DOMAIN="$DOMAIN"
@@ -102,10 +117,11 @@ gateway_env=(
 log_file() { printf '%s/%s%s.log' "$LOG_DIR" "$1" "$LOG_SUFFIX"; }
 
 migrate() {
-    log "migrating database '$ROOKERY_DB' (rookery-{users,timeline,notifications} migrate)"
+    log "migrating database '$ROOKERY_DB' (rookery-{users,timeline,notifications,media} migrate)"
     env "${users_env[@]}" "$BIN_DIR/rookery-users" migrate
     env "${timeline_env[@]}" "$BIN_DIR/rookery-timeline" migrate
     env "${notifications_env[@]}" "$BIN_DIR/rookery-notifications" migrate
+    env "${media_env[@]}" "$BIN_DIR/rookery-media" migrate
 }
 
 # start_service NAME ENV... -- sets LAST_PID. In the foreground mode the output goes to
@@ -170,7 +186,7 @@ stop_pidfile() {
 
 show_logs() {
     local name
-    for name in users timeline notifications gateway; do
+    for name in users timeline notifications media gateway; do
         log "---- last lines of $(log_file "$name") ----"
         tail -n 40 "$(log_file "$name")" >&2 2>/dev/null || true
     done
@@ -184,7 +200,7 @@ wait_ready() {
         if curl -fsS -o /dev/null --max-time 2 "$GATEWAY_URL/ready" 2>/dev/null; then
             return 0
         fi
-        for pid in "$USERS_PID" "$TIMELINE_PID" "$NOTIFICATIONS_PID" "$GATEWAY_PID"; do
+        for pid in "$USERS_PID" "$TIMELINE_PID" "$NOTIFICATIONS_PID" "$MEDIA_PID" "$GATEWAY_PID"; do
             if ! kill -0 "$pid" 2>/dev/null; then
                 log "a service exited during start-up (pid $pid)"
                 show_logs
@@ -224,12 +240,13 @@ start_services() {
     stop_pidfile # start-bg: restart a previous background stack on the same ports
     local port
     for port in "$GATEWAY_PORT" "$USERS_GRPC_PORT" "$USERS_HTTP_PORT" "$TIMELINE_GRPC_PORT" "$TIMELINE_HTTP_PORT" \
-        "$NOTIFICATIONS_GRPC_PORT" "$NOTIFICATIONS_HTTP_PORT"; do
+        "$NOTIFICATIONS_GRPC_PORT" "$NOTIFICATIONS_HTTP_PORT" "$MEDIA_GRPC_PORT" "$MEDIA_HTTP_PORT"; do
         port_busy "$port" && die "port $port is already in use (another stack? try: GATEWAY_PORT=$GATEWAY_PORT deploy/dev/stack.sh stop-bg)"
     done
     : >"$(log_file users)"
     : >"$(log_file timeline)"
     : >"$(log_file notifications)"
+    : >"$(log_file media)"
     : >"$(log_file gateway)"
     OWN_PIDFILE=1
     start_service users "${users_env[@]}"
@@ -238,6 +255,8 @@ start_services() {
     TIMELINE_PID=$LAST_PID
     start_service notifications "${notifications_env[@]}"
     NOTIFICATIONS_PID=$LAST_PID
+    start_service media "${media_env[@]}"
+    MEDIA_PID=$LAST_PID
     start_service gateway "${gateway_env[@]}"
     GATEWAY_PID=$LAST_PID
 }
@@ -249,6 +268,7 @@ STARTED_REDIS=0
 USERS_PID=""
 TIMELINE_PID=""
 NOTIFICATIONS_PID=""
+MEDIA_PID=""
 GATEWAY_PID=""
 CLEANED=0
 OWN_PIDFILE=0
@@ -258,9 +278,9 @@ cleanup_run() {
     CLEANED=1
     trap - INT TERM
     # Only what this invocation started (the pid file may belong to another run).
-    if [[ -n $USERS_PID || -n $TIMELINE_PID || -n $NOTIFICATIONS_PID || -n $GATEWAY_PID ]]; then
+    if [[ -n $USERS_PID || -n $TIMELINE_PID || -n $NOTIFICATIONS_PID || -n $MEDIA_PID || -n $GATEWAY_PID ]]; then
         # shellcheck disable=SC2086 # unset pids simply vanish
-        stop_pids $USERS_PID $TIMELINE_PID $NOTIFICATIONS_PID $GATEWAY_PID || true
+        stop_pids $USERS_PID $TIMELINE_PID $NOTIFICATIONS_PID $MEDIA_PID $GATEWAY_PID || true
         sleep 0.3 # let the log prefixers print the last shutdown lines
     fi
     ((OWN_PIDFILE == 0)) || rm -f "$PIDFILE"
@@ -291,7 +311,7 @@ run() {
     log "Try: curl -s $GATEWAY_URL/api/v1/instance   (Ctrl-C stops everything)"
     # Returns when a service exits (or on Ctrl-C, through the traps).
     local status=0
-    wait -n "$USERS_PID" "$TIMELINE_PID" "$NOTIFICATIONS_PID" "$GATEWAY_PID" || status=$?
+    wait -n "$USERS_PID" "$TIMELINE_PID" "$NOTIFICATIONS_PID" "$MEDIA_PID" "$GATEWAY_PID" || status=$?
     log "a service exited (status $status), shutting down"
     exit "$status"
 }

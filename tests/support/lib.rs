@@ -32,6 +32,14 @@ pub struct Stack {
     pub notifications_url: String,
     /// The notifications service (tests stop and restart it).
     pub notifications: tokio::sync::Mutex<NotificationsProcess>,
+    /// The media service's database.
+    pub media_db: TestDatabase,
+    /// Media gRPC URL.
+    pub media_url: String,
+    /// The media service (tests stop and restart it).
+    pub media: tokio::sync::Mutex<MediaProcess>,
+    /// Where the media service stores files (deleted with the stack).
+    pub media_dir: tempfile::TempDir,
     /// The stack's Redis URL and key prefix.
     pub redis_url: String,
     pub redis_prefix: String,
@@ -77,15 +85,33 @@ pub async fn spawn_with(
     configure: impl FnOnce(&mut rookery_users::Config),
     configure_timeline: impl FnOnce(&mut rookery_timeline::Config),
 ) -> Stack {
-    let (db, timeline_db, notifications_db) = tokio::join!(
+    spawn_full(redis_url, configure, configure_timeline, |_| {}).await
+}
+
+/// Starts the whole stack on the shared test Redis with the media service's test
+/// configuration adjusted by `configure_media`.
+pub async fn spawn_with_media(configure_media: impl FnOnce(&mut rookery_media::Config)) -> Stack {
+    spawn_full(&testing::redis_url(), |_| {}, |_| {}, configure_media).await
+}
+
+/// Starts the whole stack, each service's test configuration adjusted by its closure.
+pub async fn spawn_full(
+    redis_url: &str,
+    configure: impl FnOnce(&mut rookery_users::Config),
+    configure_timeline: impl FnOnce(&mut rookery_timeline::Config),
+    configure_media: impl FnOnce(&mut rookery_media::Config),
+) -> Stack {
+    let (db, timeline_db, notifications_db, media_db) = tokio::join!(
         testing::database("users"),
         testing::database("timeline"),
-        testing::database("notifications")
+        testing::database("notifications"),
+        testing::database("media")
     );
-    let (db, timeline_db, notifications_db) = (
+    let (db, timeline_db, notifications_db, media_db) = (
         db.expect("test database"),
         timeline_db.expect("test database"),
         notifications_db.expect("test database"),
+        media_db.expect("test database"),
     );
     let prefix = testing::redis_prefix();
     let shutdown = CancellationToken::new();
@@ -132,6 +158,7 @@ pub async fn spawn_with(
         .await
         .expect("notifications migrations");
     let notifications = NotificationsProcess::start(
+        run_notifications,
         notifications_config,
         "127.0.0.1:0".parse().unwrap(),
         &shutdown,
@@ -139,15 +166,33 @@ pub async fn spawn_with(
     .await;
     let notifications_url = notifications.url();
 
-    let base = spawn_gateway(
-        &users_url,
-        &timeline_url,
-        &notifications_url,
+    let media_dir = tempfile::tempdir().expect("media directory");
+    let mut media_config = rookery_media::Config::for_tests(
+        &media_db.url,
         redis_url,
         &prefix,
+        media_dir.path().to_owned(),
+    );
+    configure_media(&mut media_config);
+    rookery_media::migrate(&media_config)
+        .await
+        .expect("media migrations");
+    let media = MediaProcess::start(
+        run_media,
+        media_config,
+        "127.0.0.1:0".parse().unwrap(),
         &shutdown,
     )
     .await;
+    let media_url = media.url();
+
+    let urls = ServiceUrls {
+        users: users_url.clone(),
+        timeline: timeline_url.clone(),
+        notifications: notifications_url.clone(),
+        media: media_url.clone(),
+    };
+    let base = spawn_gateway(&urls, redis_url, &prefix, &shutdown).await;
     let stack = Stack {
         base,
         users_url,
@@ -156,6 +201,10 @@ pub async fn spawn_with(
         notifications_db,
         notifications_url,
         notifications: tokio::sync::Mutex::new(notifications),
+        media_db,
+        media_url,
+        media: tokio::sync::Mutex::new(media),
+        media_dir,
         http: Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -169,19 +218,35 @@ pub async fn spawn_with(
     stack
 }
 
-/// A running notifications service of a stack, which a test may stop and restart.
-pub struct NotificationsProcess {
-    config: rookery_notifications::Config,
+/// How a service is run: `run(grpc, ops, config, shutdown)` of its crate.
+type RunFn<C> = fn(
+    TcpListener,
+    TcpListener,
+    C,
+    CancellationToken,
+) -> futures::future::BoxFuture<'static, Result<(), String>>;
+
+/// A running service of a stack (notifications, media), which a test may stop and
+/// restart on the same address.
+pub struct Process<C: Clone + Send + 'static> {
+    config: C,
     addr: std::net::SocketAddr,
     stop: CancellationToken,
-    task: Option<tokio::task::JoinHandle<rookery_notifications::Result<()>>>,
+    run: RunFn<C>,
+    task: Option<tokio::task::JoinHandle<Result<(), String>>>,
 }
 
-impl NotificationsProcess {
-    /// Starts a notifications service with `config` (already migrated) on `addr` (port 0:
-    /// any), stopped by `shutdown` or [`Self::stop`].
+/// The notifications service of a stack.
+pub type NotificationsProcess = Process<rookery_notifications::Config>;
+/// The media service of a stack.
+pub type MediaProcess = Process<rookery_media::Config>;
+
+impl<C: Clone + Send + 'static> Process<C> {
+    /// Starts a service with `config` (already migrated) on `addr` (port 0: any),
+    /// stopped by `shutdown` or [`Self::stop`].
     pub async fn start(
-        config: rookery_notifications::Config,
+        run: RunFn<C>,
+        config: C,
         addr: std::net::SocketAddr,
         shutdown: &CancellationToken,
     ) -> Self {
@@ -189,16 +254,12 @@ impl NotificationsProcess {
         let ops = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = grpc.local_addr().unwrap();
         let stop = shutdown.child_token();
-        let task = tokio::spawn(rookery_notifications::run(
-            grpc,
-            ops,
-            config.clone(),
-            stop.clone(),
-        ));
+        let task = tokio::spawn(run(grpc, ops, config.clone(), stop.clone()));
         Self {
             config,
             addr,
             stop,
+            run,
             task: Some(task),
         }
     }
@@ -219,23 +280,64 @@ impl NotificationsProcess {
     /// Starts it again on the same address (a new process: a new consumer name).
     pub async fn restart(&mut self, shutdown: &CancellationToken) {
         self.stop().await;
-        *self = Self::start(self.config.clone(), self.addr, shutdown).await;
+        *self = Self::start(self.run, self.config.clone(), self.addr, shutdown).await;
     }
+}
+
+fn run_notifications(
+    grpc: TcpListener,
+    ops: TcpListener,
+    config: rookery_notifications::Config,
+    shutdown: CancellationToken,
+) -> futures::future::BoxFuture<'static, Result<(), String>> {
+    Box::pin(async move {
+        rookery_notifications::run(grpc, ops, config, shutdown)
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+fn run_media(
+    grpc: TcpListener,
+    ops: TcpListener,
+    config: rookery_media::Config,
+    shutdown: CancellationToken,
+) -> futures::future::BoxFuture<'static, Result<(), String>> {
+    Box::pin(async move {
+        rookery_media::run(grpc, ops, config, shutdown)
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// The gRPC URLs of a stack's services.
+#[derive(Clone, Debug)]
+pub struct ServiceUrls {
+    pub users: String,
+    pub timeline: String,
+    pub notifications: String,
+    pub media: String,
+}
+
+/// The gateway's test configuration for a stack's services.
+pub fn gateway_config(urls: &ServiceUrls, redis_url: &str, prefix: &str) -> rookery_gateway::Config {
+    let mut config = rookery_gateway::Config::for_tests(&urls.users, &urls.timeline, redis_url, prefix);
+    config.notifications_url = urls.notifications.clone();
+    config.media_url = urls.media.clone();
+    config
 }
 
 /// Starts one more gateway replica of the stack; returns its base URL.
 pub async fn spawn_gateway(
-    users_url: &str,
-    timeline_url: &str,
-    notifications_url: &str,
+    urls: &ServiceUrls,
     redis_url: &str,
     prefix: &str,
     shutdown: &CancellationToken,
 ) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let mut config = rookery_gateway::Config::for_tests(users_url, timeline_url, redis_url, prefix);
-    config.notifications_url = notifications_url.to_owned();
+    let mut config = gateway_config(urls, redis_url, prefix);
+    config.media_base_url = format!("{base}/system/media");
     tokio::spawn(rookery_gateway::run(listener, config, shutdown.clone()));
     base
 }
@@ -255,12 +357,30 @@ impl Stack {
             .await;
     }
 
+    /// Stops the media service.
+    pub async fn stop_media(&self) {
+        self.media.lock().await.stop().await;
+    }
+
+    /// Starts the media service again, on the same address.
+    pub async fn restart_media(&self) {
+        self.media.lock().await.restart(&self.shutdown).await;
+    }
+
+    /// The gRPC URLs of the stack's services.
+    pub fn urls(&self) -> ServiceUrls {
+        ServiceUrls {
+            users: self.users_url.clone(),
+            timeline: self.timeline_url.clone(),
+            notifications: self.notifications_url.clone(),
+            media: self.media_url.clone(),
+        }
+    }
+
     /// Another gateway replica sharing this stack's users service and Redis.
     pub async fn second_gateway(&self) -> String {
         let base = spawn_gateway(
-            &self.users_url,
-            &self.timeline_url,
-            &self.notifications_url,
+            &self.urls(),
             &self.redis_url,
             &self.redis_prefix,
             &self.shutdown,
@@ -278,13 +398,8 @@ impl Stack {
     ) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let mut config = rookery_gateway::Config::for_tests(
-            &self.users_url,
-            &self.timeline_url,
-            &self.redis_url,
-            &self.redis_prefix,
-        );
-        config.notifications_url = self.notifications_url.clone();
+        let mut config = gateway_config(&self.urls(), &self.redis_url, &self.redis_prefix);
+        config.media_base_url = format!("{base}/system/media");
         configure(&mut config);
         tokio::spawn(rookery_gateway::run(
             listener,

@@ -10,9 +10,13 @@ mod ffmpeg;
 mod image;
 mod sniff;
 
+use std::path::Path;
+
 pub use ffmpeg::Ffmpeg;
-pub use image::{check_image_header, process_image};
-pub use sniff::{Container, sniff};
+#[doc(hidden)]
+pub use image::{StageTimes, process_image_timed};
+pub use image::{check_image_header, is_animated_gif, process_image, process_thumbnail};
+pub use sniff::{Container, SNIFF_LEN, sniff};
 
 /// What a stored attachment is, as Mastodon's `type` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,4 +146,49 @@ impl PipelineError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, PipelineError::Internal(_))
     }
+}
+
+/// Processes one uploaded file whose type [`sniff`] found: images through
+/// [`process_image`] on a blocking thread, videos (and animated GIFs, as gifv) through
+/// ffmpeg.
+///
+/// Without ffmpeg a video is refused with [`PipelineError::NoFfmpeg`] and an animated GIF is
+/// stored as a still image of its first frame. The file is read whole; the service bounds
+/// its size before.
+pub async fn process(
+    input: &Path,
+    container: Container,
+    limits: &ImageLimits,
+    ffmpeg: Option<&Ffmpeg>,
+) -> Result<Processed, PipelineError> {
+    if container.is_video() {
+        let ffmpeg = ffmpeg.ok_or(PipelineError::NoFfmpeg)?;
+        return ffmpeg.process_video(input, container, limits).await;
+    }
+    let bytes = read_file(input).await?;
+    if container == Container::Gif
+        && let Some(ffmpeg) = ffmpeg
+        && is_animated_gif(&bytes)
+    {
+        // The canvas size bounds ffmpeg's frame buffers as it bounds our decoder's.
+        check_image_header(&bytes, container, limits)?;
+        return ffmpeg.process_gifv(input, limits).await;
+    }
+    let limits = limits.clone();
+    tokio::task::spawn_blocking(move || process_image(&bytes, container, &limits))
+        .await
+        .map_err(join_error)?
+}
+
+/// Reads a whole file on a blocking thread (the workspace's tokio has no `fs` feature).
+pub(crate) async fn read_file(path: &Path) -> Result<Vec<u8>, PipelineError> {
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::read(owned))
+        .await
+        .map_err(join_error)?
+        .map_err(|e| PipelineError::Internal(format!("cannot read {}: {e}", path.display())))
+}
+
+pub(crate) fn join_error(error: tokio::task::JoinError) -> PipelineError {
+    PipelineError::Internal(format!("processing task failed: {error}"))
 }

@@ -730,10 +730,12 @@ impl Media {
 
     /// Deletes an unattached upload and its files.
     pub async fn delete(&self, account_id: i64, id: i64) -> Result<()> {
-        if !self.store.delete(account_id, id).await? {
+        let Some(keys) = self.store.delete(account_id, id).await? else {
             return Err(self.why_not_mine(account_id, id).await);
-        }
+        };
         self.cache.invalidate(&[id.to_string()]).await;
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        self.purge(&keys).await;
         Ok(())
     }
 

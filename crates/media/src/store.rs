@@ -328,26 +328,26 @@ impl Store {
         Ok(row)
     }
 
-    /// Deletes an unattached upload of `account_id` and queues its files; false when
-    /// there is none.
-    pub async fn delete(&self, account_id: i64, id: i64) -> Result<bool> {
-        let deleted: Option<i64> = sqlx::query_scalar(concat!(
+    /// Deletes an unattached upload of `account_id` and queues its files; returns the
+    /// files' keys, or `None` when there is no such upload.
+    pub async fn delete(&self, account_id: i64, id: i64) -> Result<Option<Vec<String>>> {
+        let keys: Option<Vec<Option<String>>> = sqlx::query_scalar(concat!(
             "WITH gone AS ( \
                DELETE FROM attachments WHERE id = $1 AND account_id = $2 AND status_id IS NULL \
-               RETURNING id, ",
+               RETURNING ",
             object_keys!(),
             " AS keys), \
              doomed AS ( \
                INSERT INTO doomed_objects (key) \
                SELECT k FROM gone, unnest(gone.keys) k WHERE k IS NOT NULL \
                ON CONFLICT DO NOTHING) \
-             SELECT id FROM gone"
+             SELECT keys FROM gone"
         ))
         .bind(id)
         .bind(account_id)
         .fetch_optional(self.db.primary())
         .await?;
-        Ok(deleted.is_some())
+        Ok(keys.map(|k| k.into_iter().flatten().collect()))
     }
 
     /// Marks `ids` (uploads of `account_id`, unattached or already this status's) as used

@@ -1,0 +1,469 @@
+//! Media through the gateway: uploads (sync and background), what the pipeline keeps and
+//! strips, serving (immutable, ETag, ranges, WebP negotiation), attachment to statuses
+//! with one batched hydration call per page, refusals, and a restart mid-processing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use reqwest::{
+    StatusCode,
+    multipart::{Form, Part},
+};
+use rookery_e2e::*;
+use serde_json::Value;
+
+const JPEG: &[u8] = include_bytes!("fixtures/exif-gps-rotated.jpg");
+const BOMB: &[u8] = include_bytes!("fixtures/bomb.png");
+const CLIP: &[u8] = include_bytes!("fixtures/clip.mov");
+
+/// `POST {path}` with `file` (and text fields) as multipart, as Mastodon clients send it.
+async fn upload(
+    stack: &Stack,
+    path: &str,
+    token: &str,
+    file: &[u8],
+    name: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut form = Form::new();
+    for (k, v) in fields {
+        form = form.text(k.to_string(), v.to_string());
+    }
+    // The declared type is a lie on purpose: the pipeline goes by the bytes.
+    let part = Part::bytes(file.to_vec())
+        .file_name(name.to_owned())
+        .mime_str("application/octet-stream")
+        .unwrap();
+    form = form.part("file", part);
+    stack
+        .http
+        .post(format!("{}{path}", stack.base))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn json_status(res: reqwest::Response, status: StatusCode) -> Value {
+    let got = res.status();
+    let body = res.text().await.unwrap();
+    assert_eq!(got, status, "body: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Polls `GET /api/v1/media/:id` (206 while processing) until it answers 200.
+async fn wait_processed(stack: &Stack, token: &str, id: &str) -> Value {
+    let found = eventually(Duration::from_secs(60), || async {
+        let res = stack.get(&format!("/api/v1/media/{id}"), Some(token)).await;
+        match res.status() {
+            StatusCode::OK => Some(res.json::<Value>().await.unwrap()),
+            StatusCode::PARTIAL_CONTENT => None,
+            other => panic!("unexpected {other}: {}", res.text().await.unwrap()),
+        }
+    })
+    .await;
+    found.unwrap_or_else(|| panic!("media {id} never finished processing"))
+}
+
+/// Path and query of a media URL the gateway serves.
+fn local(url: &Value) -> String {
+    let url = url.as_str().expect("a URL");
+    let at = url.find("/system/media/").expect("served by the gateway");
+    url[at..].to_owned()
+}
+
+async fn fetch(stack: &Stack, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = stack.http.get(format!("{}{path}", stack.base));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
+fn header(res: &reqwest::Response, name: &str) -> String {
+    res.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn an_image_is_stripped_turned_upright_served_immutably_and_attached() {
+    let stack = spawn().await;
+    let app = stack.create_app().await;
+    let (token, _) = stack.account(&app, "painter").await;
+    let (other, _) = stack.account(&app, "other").await;
+
+    let media = json_status(
+        upload(
+            &stack,
+            "/api/v2/media",
+            &token,
+            JPEG,
+            "holiday.jpg",
+            &[("description", "a red and blue flag"), ("focus", "0.5,-0.5")],
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let id = media["id"].as_str().unwrap().to_owned();
+    assert_eq!(media["type"], "image");
+    assert_eq!(media["description"], "a red and blue flag");
+    assert_eq!(media["meta"]["focus"]["x"], 0.5);
+    assert_eq!(media["meta"]["focus"]["y"], -0.5);
+    // EXIF orientation 6 applied: the 64x32 file is 32x64 upright.
+    assert_eq!(media["meta"]["original"]["width"], 32, "{media}");
+    assert_eq!(media["meta"]["original"]["height"], 64, "{media}");
+    assert_eq!(media["meta"]["original"]["size"], "32x64");
+    assert_eq!(media["blurhash"].as_str().unwrap().len(), 28, "{media}");
+
+    // Served without the metadata (camera, GPS), immutable, with an ETag.
+    let url = local(&media["url"]);
+    let res = fetch(&stack, &url, &[]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(header(&res, "content-type"), "image/jpeg");
+    assert_eq!(
+        header(&res, "cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    let etag = header(&res, "etag");
+    assert!(!etag.is_empty());
+    let original = res.bytes().await.unwrap();
+    assert_eq!(&original[..2], &[0xFF, 0xD8], "a JPEG");
+    for secret in [&b"Exif"[..], b"RookeryCam", b"GPS"] {
+        assert!(!contains(&original, secret), "{secret:?} leaked");
+    }
+    let preview = fetch(&stack, &local(&media["preview_url"]), &[]).await;
+    assert_eq!(preview.status(), StatusCode::OK);
+    assert!(!contains(&preview.bytes().await.unwrap(), b"Exif"));
+
+    // Revalidation, ranges, WebP for browsers that take it.
+    let res = fetch(&stack, &url, &[("if-none-match", &etag)]).await;
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+    let res = fetch(&stack, &url, &[("range", "bytes=0-9")]).await;
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        header(&res, "content-range"),
+        format!("bytes 0-9/{}", original.len())
+    );
+    assert_eq!(res.bytes().await.unwrap(), original.slice(0..10));
+    let res = fetch(&stack, &url, &[("range", "bytes=-4")]).await;
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        res.bytes().await.unwrap(),
+        original.slice(original.len() - 4..)
+    );
+    let past = format!("bytes={}-", original.len() + 10);
+    let res = fetch(&stack, &url, &[("range", &past)]).await;
+    assert_eq!(res.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        header(&res, "content-range"),
+        format!("bytes */{}", original.len())
+    );
+    let res = fetch(&stack, &url, &[("accept", "image/avif,image/webp,*/*")]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(header(&res, "content-type"), "image/webp");
+    assert_eq!(header(&res, "vary"), "Accept");
+    assert_ne!(header(&res, "etag"), etag);
+    let webp = res.bytes().await.unwrap();
+    assert!(&webp[..4] == b"RIFF" && &webp[8..12] == b"WEBP");
+    // Uploads as received (with their metadata) are never served; nor is anything
+    // outside the store.
+    let prefix = url.trim_start_matches("/system/media/").split('/').next().unwrap();
+    for hidden in [
+        format!("/system/media/incoming/{prefix}-file"),
+        format!("/system/media/{prefix}/../incoming/{prefix}-file"),
+        "/system/media/..%2F..%2Fetc%2Fpasswd".to_owned(),
+    ] {
+        let res = fetch(&stack, &hidden, &[]).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{hidden}");
+    }
+
+    // Someone else can neither see, change nor attach it.
+    let res = stack.get(&format!("/api/v1/media/{id}"), Some(&other)).await;
+    json_error(res, 404).await;
+    let status = stack
+        .post_form(
+            "/api/v1/statuses",
+            Some(&other),
+            &[("status", "mine now"), ("media_ids[]", &id)],
+        )
+        .await;
+    assert_eq!(json_ok(status).await["media_attachments"], serde_json::json!([]));
+
+    // Attached to a status: rendered in it, in timelines, and no longer editable.
+    let status = json_ok(
+        stack
+            .post_form(
+                "/api/v1/statuses",
+                Some(&token),
+                &[("status", "look"), ("media_ids[]", &id)],
+            )
+            .await,
+    )
+    .await;
+    let attached = &status["media_attachments"][0];
+    assert_eq!(attached["id"], id.as_str());
+    assert_eq!(attached["url"], media["url"]);
+    assert_eq!(attached["meta"]["small"]["width"], 32);
+    let status_id = status["id"].as_str().unwrap().to_owned();
+    let home = eventually(Duration::from_secs(10), || async {
+        let home = json_ok(stack.get("/api/v1/timelines/home", Some(&token)).await).await;
+        (home[0]["id"] == status_id.as_str()).then_some(home)
+    })
+    .await
+    .expect("the status reaches the home timeline");
+    assert_eq!(home[0]["media_attachments"][0]["id"], id.as_str());
+    let in_use = eventually(Duration::from_secs(10), || async {
+        let res = stack
+            .http
+            .delete(format!("{}/api/v1/media/{id}", stack.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        (res.status() == StatusCode::UNPROCESSABLE_ENTITY).then_some(())
+    })
+    .await;
+    assert!(in_use.is_some(), "attached media can still be deleted");
+
+    // Deleting the status frees the upload (delete and redraft), which may then go.
+    let res = stack
+        .http
+        .delete(format!("{}/api/v1/statuses/{status_id}", stack.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let deleted = json_ok(res).await;
+    assert_eq!(deleted["media_attachments"][0]["id"], id.as_str());
+    let freed = eventually(Duration::from_secs(10), || async {
+        let res = stack
+            .http
+            .delete(format!("{}/api/v1/media/{id}", stack.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        (res.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    assert!(freed.is_some(), "the upload of a deleted status stays in use");
+    let res = stack.get(&format!("/api/v1/media/{id}"), Some(&token)).await;
+    json_error(res, 404).await;
+    // Its files go with it.
+    let gone = eventually(Duration::from_secs(10), || async {
+        let res = fetch(&stack, &url, &[]).await;
+        (res.status() == StatusCode::NOT_FOUND).then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "the files of a deleted upload are still served");
+}
+
+#[tokio::test]
+async fn bad_uploads_are_refused_quickly_and_clearly() {
+    let stack = spawn_with_media(|c| {
+        c.limits.image_bytes = 256 * 1024;
+        c.video = false;
+    })
+    .await;
+    let app = stack.create_app().await;
+    let (token, _) = stack.account(&app, "mallory").await;
+
+    // Not an image, whatever its name says.
+    let res = upload(&stack, "/api/v2/media", &token, b"GIF? no, text", "cat.gif", &[]).await;
+    let e = json_error(res, 422).await;
+    assert!(e["error"].as_str().unwrap().contains("content type"), "{e}");
+    // A decompression bomb: refused from its header, without decoding.
+    let started = Instant::now();
+    let res = upload(&stack, "/api/v2/media", &token, BOMB, "bomb.png", &[]).await;
+    let e = json_error(res, 422).await;
+    assert!(e["error"].as_str().unwrap().contains("60000"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Over the image limit: 413, refused before the whole body is read.
+    let mut big = JPEG[..4].to_vec();
+    big.resize(2 * 1024 * 1024, 0);
+    let res = upload(&stack, "/api/v2/media", &token, &big, "big.jpg", &[]).await;
+    json_error(res, 413).await;
+    // Video without ffmpeg (here: turned off) says so.
+    let res = upload(&stack, "/api/v2/media", &token, CLIP, "clip.mov", &[]).await;
+    let e = json_error(res, 422).await;
+    assert!(e["error"].as_str().unwrap().contains("ffmpeg"), "{e}");
+    // Bad fields, a missing file, a missing scope.
+    for fields in [&[("focus", "3,0")][..], &[("description", &"x".repeat(1501))]] {
+        let res = upload(&stack, "/api/v2/media", &token, JPEG, "a.jpg", fields).await;
+        json_error(res, 422).await;
+    }
+    let res = stack
+        .http
+        .post(format!("{}/api/v2/media", stack.base))
+        .bearer_auth(&token)
+        .multipart(Form::new().text("description", "no file"))
+        .send()
+        .await
+        .unwrap();
+    json_error(res, 422).await;
+    let read_only = stack.app_token(&app, "read").await;
+    let res = upload(&stack, "/api/v2/media", &read_only, JPEG, "a.jpg", &[]).await;
+    assert!(matches!(res.status().as_u16(), 403 | 422), "{}", res.status());
+    // Nothing of that was kept: the next upload works and is the only one.
+    let ok = json_status(
+        upload(&stack, "/api/v1/media", &token, JPEG, "a.jpg", &[]).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(ok["type"], "image");
+    let pool = sqlx::PgPool::connect(&stack.media_db.admin_url).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM media.attachments")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+}
+
+#[tokio::test]
+async fn background_processing_answers_206_then_200_and_survives_a_restart() {
+    let stack = spawn_with_media(|c| c.limits.sync_bytes = 0).await;
+    let app = stack.create_app().await;
+    let (token, _) = stack.account(&app, "filmmaker").await;
+
+    // Over the in-request size: 202 without URLs, then 206 while processing, then 200.
+    let media = json_status(
+        upload(&stack, "/api/v2/media", &token, JPEG, "a.jpg", &[]).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    assert_eq!(media["url"], Value::Null);
+    let id = media["id"].as_str().unwrap().to_owned();
+    let done = wait_processed(&stack, &token, &id).await;
+    assert!(done["url"].as_str().is_some(), "{done}");
+
+    // A video, with the service restarted right after it was accepted.
+    let media = json_status(
+        upload(&stack, "/api/v2/media", &token, CLIP, "clip.mov", &[]).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let id = media["id"].as_str().unwrap().to_owned();
+    assert_eq!(media["type"], "video");
+    stack.stop_media().await;
+    let res = stack.get(&format!("/api/v1/media/{id}"), Some(&token)).await;
+    json_error(res, 503).await;
+    stack.restart_media().await;
+    let video = wait_processed(&stack, &token, &id).await;
+    assert_eq!(video["type"], "video");
+    let meta = &video["meta"];
+    assert_eq!(meta["original"]["width"], 160, "{video}");
+    assert_eq!(meta["original"]["height"], 120, "{video}");
+    let duration = meta["original"]["duration"].as_f64().unwrap();
+    assert!((1.5..2.5).contains(&duration), "{video}");
+    assert_eq!(meta["fps"], 25, "{video}");
+    assert_eq!(meta["length"].as_str().unwrap().len(), "0:00:02.00".len());
+    let res = fetch(&stack, &local(&video["url"]), &[("range", "bytes=0-1023")]).await;
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(header(&res, "content-type"), "video/mp4");
+    assert!(header(&res, "content-encoding").is_empty(), "video compressed");
+    let head = res.bytes().await.unwrap();
+    assert_eq!(head.len(), 1024);
+    assert_eq!(&head[4..8], b"ftyp");
+    let whole = fetch(&stack, &local(&video["url"]), &[]).await;
+    let mp4 = whole.bytes().await.unwrap();
+    assert!(!contains(&mp4, b"+48.8566"), "the GPS location survived");
+    let poster = fetch(&stack, &local(&video["preview_url"]), &[]).await;
+    assert_eq!(header(&poster, "content-type"), "image/jpeg");
+    // Each job ran to the end once: the table holds two ready rows, nothing pending.
+    let pool = sqlx::PgPool::connect(&stack.media_db.admin_url).await.unwrap();
+    let states: Vec<(String, i32)> =
+        sqlx::query_as("SELECT state, attempts FROM media.attachments ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(states.len(), 2);
+    assert!(states.iter().all(|(s, _)| s == "ready"), "{states:?}");
+}
+
+/// Calls the media service served for `method`, from the shared metrics registry.
+async fn media_calls(stack: &Stack, method: &str) -> f64 {
+    let text = stack.get("/metrics", None).await.text().await.unwrap();
+    let label = format!("method=\"rookery.media.v1.Media/{method}\"");
+    text.lines()
+        .filter(|l| l.starts_with("grpc_server_duration_seconds_count{") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_page_of_statuses_with_media_costs_one_media_call() {
+    let stack = spawn().await;
+    let app = stack.create_app().await;
+    let (token, _) = stack.account(&app, "gallery").await;
+    let mut expected = Vec::new();
+    for i in 0..6 {
+        let mut ids = Vec::new();
+        for _ in 0..(i % 3 + 1) {
+            let m = json_status(
+                upload(&stack, "/api/v2/media", &token, JPEG, "a.jpg", &[]).await,
+                StatusCode::OK,
+            )
+            .await;
+            ids.push(m["id"].as_str().unwrap().to_owned());
+        }
+        let mut form = vec![("status", format!("album {i}"))];
+        form.extend(ids.iter().map(|id| ("media_ids[]", id.clone())));
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        json_ok(stack.post_form("/api/v1/statuses", Some(&token), &form).await).await;
+        expected.push(ids);
+    }
+    expected.reverse();
+    // A fresh replica: nothing of it cached, so the page must be fetched, in one call.
+    let fresh = stack.second_gateway().await;
+    let home = eventually(Duration::from_secs(10), || async {
+        let home = json_ok(
+            stack
+                .get_at(&stack.base, "/api/v1/timelines/home", Some(&token))
+                .await,
+        )
+        .await;
+        (home.as_array().unwrap().len() == 6).then_some(())
+    })
+    .await;
+    assert!(home.is_some());
+    let before = media_calls(&stack, "GetMany").await;
+    let page = json_ok(
+        stack
+            .get_at(&fresh, "/api/v1/timelines/home?limit=40", Some(&token))
+            .await,
+    )
+    .await;
+    assert_eq!(media_calls(&stack, "GetMany").await - before, 1.0);
+    let got: Vec<Vec<String>> = page
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s["media_attachments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .collect();
+    assert_eq!(got, expected);
+    // Warm: no call at all.
+    let before = media_calls(&stack, "GetMany").await;
+    json_ok(
+        stack
+            .get_at(&fresh, "/api/v1/timelines/home?limit=40", Some(&token))
+            .await,
+    )
+    .await;
+    assert_eq!(media_calls(&stack, "GetMany").await - before, 0.0);
+}
