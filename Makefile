@@ -37,9 +37,11 @@ test:
 	$(MAKE) --no-print-directory test-python
 
 # Rust unit + integration tests against the dev Postgres/Redis (each test creates its own
-# rookery_test_* database; leftovers of interrupted runs are dropped first).
+# rookery_test_* database; leftovers of interrupted runs are dropped first). The S3 test
+# runs moto's server from .venv (pyenv.sh).
 test-rust:
 	$(DEV)/deps.sh drop-test-dbs
+	$(DEV)/pyenv.sh
 	$(WITH_ENV) if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --workspace --no-tests=warn; \
 	else \

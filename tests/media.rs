@@ -467,3 +467,104 @@ async fn a_page_of_statuses_with_media_costs_one_media_call() {
     .await;
     assert_eq!(media_calls(&stack, "GetMany").await - before, 0.0);
 }
+
+/// A local S3-compatible server (moto) on a free port, stopped when dropped.
+struct S3Server {
+    child: tokio::process::Child,
+    endpoint: String,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// `moto_server`: `MOTO_SERVER`, else the project's `.venv` (made by `make test`), else
+/// `PATH`.
+fn moto_server() -> String {
+    if let Ok(path) = std::env::var("MOTO_SERVER") {
+        return path;
+    }
+    let root = std::env::var("ROOT").unwrap_or_else(|_| "..".to_owned());
+    let venv = format!("{root}/.venv/bin/moto_server");
+    if std::path::Path::new(&venv).exists() {
+        return venv;
+    }
+    "moto_server".to_owned()
+}
+
+async fn s3_server(bucket: &str) -> S3Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new(moto_server())
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("moto_server (pip install 'moto[server]'; make test installs it in .venv)");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let created = eventually(Duration::from_secs(30), || async {
+        let res = http.put(format!("{endpoint}/{bucket}")).send().await.ok()?;
+        res.status().is_success().then_some(())
+    })
+    .await;
+    assert!(created.is_some(), "moto_server did not come up at {endpoint}");
+    S3Server { child, endpoint }
+}
+
+#[tokio::test]
+async fn the_s3_store_serves_like_the_local_one() {
+    let s3 = s3_server("rookery-media").await;
+    let endpoint = s3.endpoint.clone();
+    let stack = spawn_with_media(move |c| {
+        c.store = rookery_media::config::StoreConfig::S3 {
+            bucket: "rookery-media".into(),
+            endpoint: Some(endpoint),
+            region: "us-east-1".into(),
+            credentials: Some(("test".into(), "test".into())),
+        };
+    })
+    .await;
+    let app = stack.create_app().await;
+    let (token, _) = stack.account(&app, "cloud").await;
+    let media = json_status(
+        upload(&stack, "/api/v2/media", &token, JPEG, "a.jpg", &[]).await,
+        StatusCode::OK,
+    )
+    .await;
+    let url = local(&media["url"]);
+    let res = fetch(&stack, &url, &[]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let original = res.bytes().await.unwrap();
+    assert!(!contains(&original, b"Exif"));
+    let res = fetch(&stack, &url, &[("range", "bytes=2-5")]).await;
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(res.bytes().await.unwrap(), original.slice(2..6));
+    // The files are in the bucket (and the upload as received is not left there).
+    let listing = reqwest::get(format!("{}/rookery-media", s3.endpoint))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let key = url.trim_start_matches("/system/media/");
+    assert!(listing.contains(key), "{listing}");
+    assert!(!listing.contains("incoming/"), "{listing}");
+    let id = media["id"].as_str().unwrap();
+    let res = stack
+        .http
+        .delete(format!("{}/api/v1/media/{id}", stack.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    json_ok(res).await;
+    let res = fetch(&stack, &url, &[]).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}

@@ -8,11 +8,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
-if [[ ! -x .venv/bin/python ]]; then
-    log "creating .venv"
-    python3 -m venv .venv
-fi
-.venv/bin/python -m pip install -q -r tests/python/requirements.txt
+"$ROOT/deploy/dev/pyenv.sh"
 
 export ROOKERY_DB=rookery_pytest GATEWAY_PORT=18080 USERS_GRPC_PORT=15051 USERS_HTTP_PORT=19101
 unset ROOKERY_DOMAIN ROOKERY_BASE_URL # derived from GATEWAY_PORT by stack.sh

@@ -20,12 +20,14 @@ pub enum StoreConfig {
     /// A local directory: `MEDIA_LOCAL_DIR` (default `data/media`).
     Local(PathBuf),
     /// An S3-compatible bucket: `MEDIA_S3_BUCKET`, with `MEDIA_S3_ENDPOINT` (empty: AWS),
-    /// `MEDIA_S3_REGION` (default `us-east-1`) and the usual `AWS_ACCESS_KEY_ID` /
-    /// `AWS_SECRET_ACCESS_KEY` (or an instance role).
+    /// `MEDIA_S3_REGION` (default `us-east-1`) and credentials.
     S3 {
         bucket: String,
         endpoint: Option<String>,
         region: String,
+        /// `MEDIA_S3_ACCESS_KEY_ID` / `MEDIA_S3_SECRET_ACCESS_KEY`, when the service
+        /// has keys of its own (else the `AWS_*` variables or the instance role).
+        credentials: Option<(String, String)>,
     },
 }
 
@@ -96,6 +98,13 @@ impl Config {
                 bucket,
                 endpoint: Some(env_or("MEDIA_S3_ENDPOINT", "")).filter(|e| !e.is_empty()),
                 region: env_or("MEDIA_S3_REGION", "us-east-1"),
+                credentials: match (
+                    env_or("MEDIA_S3_ACCESS_KEY_ID", ""),
+                    env_or("MEDIA_S3_SECRET_ACCESS_KEY", ""),
+                ) {
+                    (id, secret) if !id.is_empty() && !secret.is_empty() => Some((id, secret)),
+                    _ => None,
+                },
             }
         };
         let image = ImageLimits {

@@ -107,10 +107,16 @@ impl Storage {
                 bucket,
                 endpoint,
                 region,
+                credentials,
             } => {
                 let mut builder = AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
                     .with_region(region);
+                if let Some((id, secret)) = credentials {
+                    builder = builder
+                        .with_access_key_id(id)
+                        .with_secret_access_key(secret);
+                }
                 if let Some(endpoint) = endpoint {
                     // S3-compatible servers (MinIO, Ceph, moto) want path-style
                     // requests; plain http only where the operator said so.
