@@ -19,8 +19,13 @@ use image::{
 use crate::sniff::{Container, sniff};
 use crate::{ImageLimits, Kind, PipelineError, Processed, Variant};
 
-/// JPEG quality of the stored variants (what Mastodon's libvips setup uses too).
+/// JPEG quality of the stored variants: the usual web trade-off, indistinguishable from the
+/// source on photos at about half the size of quality 95.
 const JPEG_QUALITY: u8 = 85;
+/// zlib level 3: on a 2560×1440 screenshot 2% larger than the default level 6 in 60% of the
+/// time, on a photo saved as PNG (noise does not compress) 2.5 times faster for the same size.
+/// The fastest setting (fdeflate) makes screenshots a third larger.
+const PNG_COMPRESSION: CompressionType = CompressionType::Level(3);
 /// Lossy WebP quality of the `*_webp` variants.
 const WEBP_QUALITY: f32 = 80.0;
 /// libwebp's effort, 0 (fast) to 6 (small; 4 is libwebp's default), per variant. On a 12 MP
@@ -32,7 +37,7 @@ const WEBP_METHOD_SMALL: i32 = 4;
 /// Largest side libwebp can encode (`WEBP_MAX_DIMENSION`). The original is capped to it too,
 /// so that `original_webp` always holds the same pixels as `original`.
 const WEBP_MAX_SIDE: u32 = 16383;
-/// Blurhash components, as Mastodon computes them.
+/// Blurhash components (4×3, as [`Processed::blurhash`] promises: a 28-character string).
 const BLURHASH_X: u32 = 4;
 const BLURHASH_Y: u32 = 3;
 /// A blurhash keeps only the lowest frequencies, so a tiny copy gives the same string as the
@@ -139,8 +144,10 @@ pub fn process_image_timed(
     let original_pixels = if (width, height) == (source.width, source.height) {
         source
     } else {
-        // Moving `source` in frees the full-size pixels as soon as the copy exists.
-        resize(&mut resizer, &source, width, height)?
+        let resized = resize(&mut resizer, &source, width, height)?;
+        // The full-size pixels (100 MB for 33 MP) are not needed by the encoders below.
+        drop(source);
+        resized
     };
     times.resize_original = start.elapsed();
 
@@ -672,7 +679,7 @@ fn encode(pixels: &Pixels, output: Output, webp_method: i32) -> Result<Variant, 
         }
         Output::Png => {
             // Only IHDR, IDAT and IEND are written: no text, eXIf or iCCP chunks.
-            PngEncoder::new_with_quality(&mut bytes, CompressionType::Default, PngFilter::Adaptive)
+            PngEncoder::new_with_quality(&mut bytes, PNG_COMPRESSION, PngFilter::Adaptive)
                 .write_image(data, width, height, pixels.color_type())
                 .map_err(encode_error)?;
             ("image/png", "png")
