@@ -107,7 +107,10 @@ async fn an_image_is_stripped_turned_upright_served_immutably_and_attached() {
             &token,
             JPEG,
             "holiday.jpg",
-            &[("description", "a red and blue flag"), ("focus", "0.5,-0.5")],
+            &[
+                ("description", "a red and blue flag"),
+                ("focus", "0.5,-0.5"),
+            ],
         )
         .await,
         StatusCode::OK,
@@ -176,7 +179,11 @@ async fn an_image_is_stripped_turned_upright_served_immutably_and_attached() {
     assert!(&webp[..4] == b"RIFF" && &webp[8..12] == b"WEBP");
     // Uploads as received (with their metadata) are never served; nor is anything
     // outside the store.
-    let prefix = url.trim_start_matches("/system/media/").split('/').next().unwrap();
+    let prefix = url
+        .trim_start_matches("/system/media/")
+        .split('/')
+        .next()
+        .unwrap();
     for hidden in [
         format!("/system/media/incoming/{prefix}-file"),
         format!("/system/media/{prefix}/../incoming/{prefix}-file"),
@@ -187,7 +194,9 @@ async fn an_image_is_stripped_turned_upright_served_immutably_and_attached() {
     }
 
     // Someone else can neither see, change nor attach it.
-    let res = stack.get(&format!("/api/v1/media/{id}"), Some(&other)).await;
+    let res = stack
+        .get(&format!("/api/v1/media/{id}"), Some(&other))
+        .await;
     json_error(res, 404).await;
     let status = stack
         .post_form(
@@ -196,7 +205,10 @@ async fn an_image_is_stripped_turned_upright_served_immutably_and_attached() {
             &[("status", "mine now"), ("media_ids[]", &id)],
         )
         .await;
-    assert_eq!(json_ok(status).await["media_attachments"], serde_json::json!([]));
+    assert_eq!(
+        json_ok(status).await["media_attachments"],
+        serde_json::json!([])
+    );
 
     // Attached to a status: rendered in it, in timelines, and no longer editable.
     let status = json_ok(
@@ -255,8 +267,13 @@ async fn an_image_is_stripped_turned_upright_served_immutably_and_attached() {
         (res.status() == StatusCode::OK).then_some(())
     })
     .await;
-    assert!(freed.is_some(), "the upload of a deleted status stays in use");
-    let res = stack.get(&format!("/api/v1/media/{id}"), Some(&token)).await;
+    assert!(
+        freed.is_some(),
+        "the upload of a deleted status stays in use"
+    );
+    let res = stack
+        .get(&format!("/api/v1/media/{id}"), Some(&token))
+        .await;
     json_error(res, 404).await;
     // Its files go with it.
     let gone = eventually(Duration::from_secs(10), || async {
@@ -264,7 +281,10 @@ async fn an_image_is_stripped_turned_upright_served_immutably_and_attached() {
         (res.status() == StatusCode::NOT_FOUND).then_some(())
     })
     .await;
-    assert!(gone.is_some(), "the files of a deleted upload are still served");
+    assert!(
+        gone.is_some(),
+        "the files of a deleted upload are still served"
+    );
 }
 
 #[tokio::test]
@@ -278,7 +298,15 @@ async fn bad_uploads_are_refused_quickly_and_clearly() {
     let (token, _) = stack.account(&app, "mallory").await;
 
     // Not an image, whatever its name says.
-    let res = upload(&stack, "/api/v2/media", &token, b"GIF? no, text", "cat.gif", &[]).await;
+    let res = upload(
+        &stack,
+        "/api/v2/media",
+        &token,
+        b"GIF? no, text",
+        "cat.gif",
+        &[],
+    )
+    .await;
     let e = json_error(res, 422).await;
     assert!(e["error"].as_str().unwrap().contains("content type"), "{e}");
     // A decompression bomb: refused from its header, without decoding.
@@ -297,7 +325,10 @@ async fn bad_uploads_are_refused_quickly_and_clearly() {
     let e = json_error(res, 422).await;
     assert!(e["error"].as_str().unwrap().contains("ffmpeg"), "{e}");
     // Bad fields, a missing file, a missing scope.
-    for fields in [&[("focus", "3,0")][..], &[("description", &"x".repeat(1501))]] {
+    for fields in [
+        &[("focus", "3,0")][..],
+        &[("description", &"x".repeat(1501))],
+    ] {
         let res = upload(&stack, "/api/v2/media", &token, JPEG, "a.jpg", fields).await;
         json_error(res, 422).await;
     }
@@ -312,7 +343,11 @@ async fn bad_uploads_are_refused_quickly_and_clearly() {
     json_error(res, 422).await;
     let read_only = stack.app_token(&app, "read").await;
     let res = upload(&stack, "/api/v2/media", &read_only, JPEG, "a.jpg", &[]).await;
-    assert!(matches!(res.status().as_u16(), 403 | 422), "{}", res.status());
+    assert!(
+        matches!(res.status().as_u16(), 403 | 422),
+        "{}",
+        res.status()
+    );
     // Nothing of that was kept: the next upload works and is the only one.
     let ok = json_status(
         upload(&stack, "/api/v1/media", &token, JPEG, "a.jpg", &[]).await,
@@ -320,7 +355,9 @@ async fn bad_uploads_are_refused_quickly_and_clearly() {
     )
     .await;
     assert_eq!(ok["type"], "image");
-    let pool = sqlx::PgPool::connect(&stack.media_db.admin_url).await.unwrap();
+    let pool = sqlx::PgPool::connect(&stack.media_db.admin_url)
+        .await
+        .unwrap();
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM media.attachments")
         .fetch_one(&pool)
         .await
@@ -354,7 +391,9 @@ async fn background_processing_answers_206_then_200_and_survives_a_restart() {
     let id = media["id"].as_str().unwrap().to_owned();
     assert_eq!(media["type"], "video");
     stack.stop_media().await;
-    let res = stack.get(&format!("/api/v1/media/{id}"), Some(&token)).await;
+    let res = stack
+        .get(&format!("/api/v1/media/{id}"), Some(&token))
+        .await;
     json_error(res, 503).await;
     stack.restart_media().await;
     let video = wait_processed(&stack, &token, &id).await;
@@ -369,7 +408,10 @@ async fn background_processing_answers_206_then_200_and_survives_a_restart() {
     let res = fetch(&stack, &local(&video["url"]), &[("range", "bytes=0-1023")]).await;
     assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(header(&res, "content-type"), "video/mp4");
-    assert!(header(&res, "content-encoding").is_empty(), "video compressed");
+    assert!(
+        header(&res, "content-encoding").is_empty(),
+        "video compressed"
+    );
     let head = res.bytes().await.unwrap();
     assert_eq!(head.len(), 1024);
     assert_eq!(&head[4..8], b"ftyp");
@@ -379,7 +421,9 @@ async fn background_processing_answers_206_then_200_and_survives_a_restart() {
     let poster = fetch(&stack, &local(&video["preview_url"]), &[]).await;
     assert_eq!(header(&poster, "content-type"), "image/jpeg");
     // Each job ran to the end once: the table holds two ready rows, nothing pending.
-    let pool = sqlx::PgPool::connect(&stack.media_db.admin_url).await.unwrap();
+    let pool = sqlx::PgPool::connect(&stack.media_db.admin_url)
+        .await
+        .unwrap();
     let states: Vec<(String, i32)> =
         sqlx::query_as("SELECT state, attempts FROM media.attachments ORDER BY id")
             .fetch_all(&pool)
@@ -418,7 +462,12 @@ async fn a_page_of_statuses_with_media_costs_one_media_call() {
         let mut form = vec![("status", format!("album {i}"))];
         form.extend(ids.iter().map(|id| ("media_ids[]", id.clone())));
         let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        json_ok(stack.post_form("/api/v1/statuses", Some(&token), &form).await).await;
+        json_ok(
+            stack
+                .post_form("/api/v1/statuses", Some(&token), &form)
+                .await,
+        )
+        .await;
         expected.push(ids);
     }
     expected.reverse();
@@ -514,7 +563,10 @@ async fn s3_server(bucket: &str) -> S3Server {
         res.status().is_success().then_some(())
     })
     .await;
-    assert!(created.is_some(), "moto_server did not come up at {endpoint}");
+    assert!(
+        created.is_some(),
+        "moto_server did not come up at {endpoint}"
+    );
     S3Server { child, endpoint }
 }
 

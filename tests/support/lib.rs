@@ -320,8 +320,13 @@ pub struct ServiceUrls {
 }
 
 /// The gateway's test configuration for a stack's services.
-pub fn gateway_config(urls: &ServiceUrls, redis_url: &str, prefix: &str) -> rookery_gateway::Config {
-    let mut config = rookery_gateway::Config::for_tests(&urls.users, &urls.timeline, redis_url, prefix);
+pub fn gateway_config(
+    urls: &ServiceUrls,
+    redis_url: &str,
+    prefix: &str,
+) -> rookery_gateway::Config {
+    let mut config =
+        rookery_gateway::Config::for_tests(&urls.users, &urls.timeline, redis_url, prefix);
     config.notifications_url = urls.notifications.clone();
     config.media_url = urls.media.clone();
     config

@@ -64,6 +64,9 @@ pub struct Config {
     pub limits: Limits,
     /// Background processing workers per process: `MEDIA_WORKERS` (default 2).
     pub workers: usize,
+    /// Files processed at once per process, in requests and workers together:
+    /// `MEDIA_CONCURRENCY` (default 2; each may need a few hundred MB, see MEDIA.md).
+    pub concurrency: usize,
     /// A claimed job is another worker's to take if not renewed within this:
     /// `MEDIA_JOB_LEASE_MS` (default 60 000; renewed every third of it while working).
     pub job_lease: Duration,
@@ -133,6 +136,7 @@ impl Config {
                 image,
             },
             workers: env_parse("MEDIA_WORKERS", 2)?,
+            concurrency: env_parse("MEDIA_CONCURRENCY", 2)?,
             job_lease: env_millis("MEDIA_JOB_LEASE_MS", 60_000)?,
             job_attempts: env_parse("MEDIA_JOB_ATTEMPTS", 5)?,
             unattached_ttl: env_millis("MEDIA_UNATTACHED_TTL_MS", 24 * 3_600_000)?,
@@ -162,6 +166,7 @@ impl Config {
                 image: ImageLimits::default(),
             },
             workers: 1,
+            concurrency: 2,
             job_lease: Duration::from_secs(3),
             job_attempts: 3,
             unattached_ttl: Duration::from_secs(24 * 3600),

@@ -46,6 +46,10 @@ pub struct Media {
     config: Arc<Config>,
     /// Wakes an idle worker when a job is queued by this process.
     wake: Notify,
+    /// Bounds the files processed at once, in requests and workers together: a
+    /// 33-megapixel image needs about 250 MB while it is decoded, and ffmpeg uses every
+    /// core on its own.
+    processing: tokio::sync::Semaphore,
 }
 
 /// The stored name of a container.
@@ -180,6 +184,7 @@ impl Media {
             storage: p.storage,
             cache: p.cache,
             ffmpeg: p.ffmpeg,
+            processing: tokio::sync::Semaphore::new(p.config.concurrency.max(1)),
             config: p.config,
             wake: Notify::new(),
         }
@@ -496,6 +501,9 @@ impl Media {
                 self.store
                     .fail(id, &reason, backoff, give_up, &obsolete)
                     .await?;
+                if give_up {
+                    self.purge(&obsolete).await;
+                }
                 self.cache.invalidate(&[id.to_string()]).await;
                 self.store
                     .get(id)
@@ -507,6 +515,11 @@ impl Media {
 
     /// Runs the pipeline on a job's files.
     async fn process(&self, row: &Row, local: Option<Bytes>) -> Result<Files> {
+        let _permit = self
+            .processing
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal("processing closed".into()))?;
         let container = parse_container(&row.container)
             .ok_or_else(|| Error::Internal(format!("unknown container {:?}", row.container)))?;
         let limits = self.config.limits.image.clone();
@@ -559,10 +572,10 @@ impl Media {
         add("small", &processed.small);
         // The WebP renditions are the JPEG/PNG variants' siblings (see `webp_sibling`);
         // a WebP source's variants are WebP already.
-        if let Some(w) = &processed.original_webp {
-            if processed.original.extension != "webp" {
-                add("original", w);
-            }
+        if let Some(w) = &processed.original_webp
+            && processed.original.extension != "webp"
+        {
+            add("original", w);
         }
         if processed.small.extension != "webp" {
             add("small", &processed.small_webp);

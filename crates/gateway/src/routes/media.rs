@@ -439,10 +439,10 @@ pub async fn serve(
 }
 
 fn range_not_satisfiable(mut headers: HeaderMap, size: Option<u64>) -> Response {
-    if let Some(size) = size {
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-            headers.insert(header::CONTENT_RANGE, v);
-        }
+    if let Some(size) = size
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
+    {
+        headers.insert(header::CONTENT_RANGE, v);
     }
     (StatusCode::RANGE_NOT_SATISFIABLE, headers).into_response()
 }
