@@ -24,6 +24,9 @@ pub enum Error {
     /// A cached or streamed value could not be decoded.
     #[error("decode: {0}")]
     Decode(#[from] prost::DecodeError),
+    /// A listener or server failed (binding, accepting, serving).
+    #[error("serving: {0}")]
+    Serve(String),
 }
 
 /// Result with the plumbing [`Error`].
@@ -42,7 +45,7 @@ impl Error {
             | Error::RedisPool(_)
             | Error::RedisTimeout(_)
             | Error::LoadFailed(_) => true,
-            Error::Config(_) | Error::Decode(_) => false,
+            Error::Config(_) | Error::Decode(_) | Error::Serve(_) => false,
         }
     }
 }

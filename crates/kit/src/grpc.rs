@@ -179,3 +179,63 @@ pub fn channel(
 pub fn incoming(listener: tokio::net::TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }
+
+/// Serves one service's gRPC API (with gRPC health for it) on `grpc` and the ops
+/// endpoints (`/health`, `/ready` checking Postgres, `/metrics`) on `http`, until
+/// `shutdown`. Then readiness and health flip at once, so load balancers stop sending,
+/// and in-flight calls drain before this returns.
+pub async fn serve<S>(
+    name: &'static str,
+    service: S,
+    db: crate::db::Db,
+    grpc: tokio::net::TcpListener,
+    http: tokio::net::TcpListener,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> crate::Result<()>
+where
+    S: Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let serve_error = |e: &dyn std::fmt::Display| crate::Error::Serve(format!("{name}: {e}"));
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<S>().await;
+    let readiness = crate::ops::Readiness::new(std::sync::Arc::new(move || {
+        let db = db.clone();
+        Box::pin(async move { db.ping().await.map_err(|e| format!("postgres: {e}")) })
+    }));
+    let (grpc_addr, http_addr) = (
+        grpc.local_addr().map_err(|e| serve_error(&e))?,
+        http.local_addr().map_err(|e| serve_error(&e))?,
+    );
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, "{name} service listening");
+    let ops = crate::ops::router(readiness.clone());
+    let http_shutdown = shutdown.clone();
+    let http_server = tokio::spawn(async move {
+        axum::serve(http, ops)
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await
+    });
+    let drain = async move {
+        shutdown.cancelled().await;
+        readiness.drain();
+        health_reporter.set_not_serving::<S>().await;
+    };
+    tonic::transport::Server::builder()
+        // Trace context and RED metrics for every RPC, health checks included.
+        .layer(ServerTraceLayer)
+        .add_service(health_service)
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming(grpc), drain)
+        .await
+        .map_err(|e| serve_error(&e))?;
+    let _ = http_server.await;
+    Ok(())
+}

@@ -30,8 +30,6 @@ use std::sync::Arc;
 use rookery_kit::{
     cache::{CacheHub, CacheOptions, TieredCache},
     db::Db,
-    grpc::ServerTraceLayer,
-    ops::Readiness,
     redis::Redis,
 };
 use rookery_proto::media::v1::media_server::MediaServer;
@@ -114,45 +112,9 @@ pub async fn run(
     let media = build(&config, db.clone(), &hub)?;
     spawn_background(&media, redis, &shutdown);
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<MediaServer<grpc::MediaGrpc>>()
-        .await;
-    let readiness = Readiness::new(Arc::new(move || {
-        let db = db.clone();
-        Box::pin(async move { db.ping().await.map_err(|e| format!("postgres: {e}")) })
-    }));
-    tracing::info!(grpc = %grpc.local_addr()?, http = %http.local_addr()?, "media service listening");
-    let ops = rookery_kit::ops::router(readiness.clone());
-    let http_shutdown = shutdown.clone();
-    let http_server = tokio::spawn(async move {
-        axum::serve(http, ops)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
-    });
-    let drain = {
-        let shutdown = shutdown.clone();
-        let readiness = readiness.clone();
-        let health_reporter = health_reporter.clone();
-        async move {
-            shutdown.cancelled().await;
-            readiness.drain();
-            health_reporter
-                .set_not_serving::<MediaServer<grpc::MediaGrpc>>()
-                .await;
-        }
-    };
-    tonic::transport::Server::builder()
-        .layer(ServerTraceLayer)
-        .add_service(health_service)
-        .add_service(
-            MediaServer::new(grpc::MediaGrpc(media))
-                .max_decoding_message_size(MAX_MESSAGE)
-                .max_encoding_message_size(MAX_MESSAGE),
-        )
-        .serve_with_incoming_shutdown(rookery_kit::grpc::incoming(grpc), drain)
-        .await
-        .map_err(|e| Error::Internal(format!("grpc server: {e}")))?;
-    let _ = http_server.await;
+    let server = MediaServer::new(grpc::MediaGrpc(media))
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    rookery_kit::grpc::serve("media", server, db, grpc, http, shutdown).await?;
     Ok(())
 }

@@ -28,7 +28,7 @@ pub mod unread;
 
 use std::sync::Arc;
 
-use rookery_kit::{db::Db, grpc::ServerTraceLayer, ops::Readiness, redis::Redis};
+use rookery_kit::{db::Db, redis::Redis};
 use rookery_proto::{
     notifications::v1::notifications_server::NotificationsServer,
     timeline::v1::timeline_client::TimelineClient, users::v1::users_client::UsersClient,
@@ -84,41 +84,7 @@ pub async fn run(
         shutdown.clone(),
     );
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<NotificationsServer<grpc::NotificationsGrpc>>()
-        .await;
-    let readiness = Readiness::new(Arc::new(move || {
-        let db = db.clone();
-        Box::pin(async move { db.ping().await.map_err(|e| format!("postgres: {e}")) })
-    }));
-    tracing::info!(grpc = %grpc.local_addr()?, http = %http.local_addr()?, "notifications service listening");
-    let ops = rookery_kit::ops::router(readiness.clone());
-    let http_shutdown = shutdown.clone();
-    let http_server = tokio::spawn(async move {
-        axum::serve(http, ops)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
-    });
-    let drain = {
-        let shutdown = shutdown.clone();
-        let readiness = readiness.clone();
-        let health_reporter = health_reporter.clone();
-        async move {
-            shutdown.cancelled().await;
-            readiness.drain();
-            health_reporter
-                .set_not_serving::<NotificationsServer<grpc::NotificationsGrpc>>()
-                .await;
-        }
-    };
-    tonic::transport::Server::builder()
-        .layer(ServerTraceLayer)
-        .add_service(health_service)
-        .add_service(NotificationsServer::new(grpc::NotificationsGrpc(service)))
-        .serve_with_incoming_shutdown(rookery_kit::grpc::incoming(grpc), drain)
-        .await
-        .map_err(|e| Error::Internal(format!("grpc server: {e}")))?;
-    let _ = http_server.await;
+    let server = NotificationsServer::new(grpc::NotificationsGrpc(service));
+    rookery_kit::grpc::serve("notifications", server, db, grpc, http, shutdown).await?;
     Ok(())
 }

@@ -35,8 +35,6 @@ use rookery_kit::{
     cache::{CacheHub, CacheOptions, TieredCache},
     db::Db,
     events::Outbox,
-    grpc::ServerTraceLayer,
-    ops::Readiness,
     redis::Redis,
 };
 use rookery_proto::{
@@ -128,42 +126,8 @@ pub async fn run(
     );
     spawn_sweeper(timeline.clone(), shutdown.clone());
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<TimelineServer<grpc::TimelineGrpc>>()
-        .await;
-    let readiness = Readiness::new(Arc::new(move || {
-        let db = db.clone();
-        Box::pin(async move { db.ping().await.map_err(|e| format!("postgres: {e}")) })
-    }));
-    tracing::info!(grpc = %grpc.local_addr()?, http = %http.local_addr()?, "timeline service listening");
-    let ops = rookery_kit::ops::router(readiness.clone());
-    let http_shutdown = shutdown.clone();
-    let http_server = tokio::spawn(async move {
-        axum::serve(http, ops)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
-    });
-    let drain = {
-        let shutdown = shutdown.clone();
-        let readiness = readiness.clone();
-        let health_reporter = health_reporter.clone();
-        async move {
-            shutdown.cancelled().await;
-            readiness.drain();
-            health_reporter
-                .set_not_serving::<TimelineServer<grpc::TimelineGrpc>>()
-                .await;
-        }
-    };
-    tonic::transport::Server::builder()
-        .layer(ServerTraceLayer)
-        .add_service(health_service)
-        .add_service(TimelineServer::new(grpc::TimelineGrpc(timeline)))
-        .serve_with_incoming_shutdown(rookery_kit::grpc::incoming(grpc), drain)
-        .await
-        .map_err(|e| Error::Internal(format!("grpc server: {e}")))?;
-    let _ = http_server.await;
+    let server = TimelineServer::new(grpc::TimelineGrpc(timeline));
+    rookery_kit::grpc::serve("timeline", server, db, grpc, http, shutdown).await?;
     Ok(())
 }
 

@@ -27,8 +27,6 @@ use rookery_kit::{
     cache::{CacheHub, CacheOptions, TieredCache, names},
     db::Db,
     events::{Consumer, Event, Outbox},
-    grpc::ServerTraceLayer,
-    ops::Readiness,
     ratelimit::RateLimit,
     redis::Redis,
 };
@@ -75,45 +73,8 @@ pub async fn run(
     spawn_mute_sweeper(users.clone(), config.mute_sweep, shutdown.clone());
     spawn_timeline_consumer(users.clone(), redis.clone(), shutdown.clone());
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<UsersServer<grpc::UsersGrpc>>()
-        .await;
-
-    let readiness = Readiness::new(Arc::new(move || {
-        let db = db.clone();
-        Box::pin(async move { db.ping().await.map_err(|e| format!("postgres: {e}")) })
-    }));
-    tracing::info!(grpc = %grpc.local_addr()?, http = %http.local_addr()?, "users service listening");
-    let ops = rookery_kit::ops::router(readiness.clone());
-    let http_shutdown = shutdown.clone();
-    let http_server = tokio::spawn(async move {
-        axum::serve(http, ops)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
-    });
-
-    let drain = {
-        let shutdown = shutdown.clone();
-        let readiness = readiness.clone();
-        let health_reporter = health_reporter.clone();
-        async move {
-            shutdown.cancelled().await;
-            readiness.drain();
-            health_reporter
-                .set_not_serving::<UsersServer<grpc::UsersGrpc>>()
-                .await;
-        }
-    };
-    tonic::transport::Server::builder()
-        // Trace context and RED metrics for every RPC, health checks included.
-        .layer(ServerTraceLayer)
-        .add_service(health_service)
-        .add_service(UsersServer::new(grpc::UsersGrpc(users)))
-        .serve_with_incoming_shutdown(rookery_kit::grpc::incoming(grpc), drain)
-        .await
-        .map_err(|e| Error::Internal(format!("grpc server: {e}")))?;
-    let _ = http_server.await;
+    let server = UsersServer::new(grpc::UsersGrpc(users));
+    rookery_kit::grpc::serve("users", server, db, grpc, http, shutdown).await?;
     Ok(())
 }
 
