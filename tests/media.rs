@@ -89,6 +89,18 @@ fn header(res: &reqwest::Response, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// `DELETE /api/v1/media/:id` as `token`; the status it got.
+async fn delete_media(stack: &Stack, token: &str, id: &str) -> StatusCode {
+    stack
+        .http
+        .delete(format!("{}/api/v1/media/{id}", stack.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -234,14 +246,7 @@ async fn an_image_is_stripped_turned_upright_served_immutably_and_attached() {
     .expect("the status reaches the home timeline");
     assert_eq!(home[0]["media_attachments"][0]["id"], id.as_str());
     let in_use = eventually(Duration::from_secs(10), || async {
-        let res = stack
-            .http
-            .delete(format!("{}/api/v1/media/{id}", stack.base))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        (res.status() == StatusCode::UNPROCESSABLE_ENTITY).then_some(())
+        (delete_media(&stack, &token, &id).await == StatusCode::UNPROCESSABLE_ENTITY).then_some(())
     })
     .await;
     assert!(in_use.is_some(), "attached media can still be deleted");
@@ -257,14 +262,7 @@ async fn an_image_is_stripped_turned_upright_served_immutably_and_attached() {
     let deleted = json_ok(res).await;
     assert_eq!(deleted["media_attachments"][0]["id"], id.as_str());
     let freed = eventually(Duration::from_secs(10), || async {
-        let res = stack
-            .http
-            .delete(format!("{}/api/v1/media/{id}", stack.base))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        (res.status() == StatusCode::OK).then_some(())
+        (delete_media(&stack, &token, &id).await == StatusCode::OK).then_some(())
     })
     .await;
     assert!(
@@ -609,14 +607,7 @@ async fn the_s3_store_serves_like_the_local_one() {
     assert!(listing.contains(key), "{listing}");
     assert!(!listing.contains("incoming/"), "{listing}");
     let id = media["id"].as_str().unwrap();
-    let res = stack
-        .http
-        .delete(format!("{}/api/v1/media/{id}", stack.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    json_ok(res).await;
+    assert_eq!(delete_media(&stack, &token, id).await, StatusCode::OK);
     let res = fetch(&stack, &url, &[]).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
