@@ -170,10 +170,15 @@ struct Incoming {
     focus: Option<String>,
 }
 
-/// A processed job's files, ready to store.
+/// A processed job's files, ready to store: their keys, and the writes (the variants'
+/// bytes, moved out of `processed`, which keeps the facts for the row).
 struct Files {
     processed: pipeline::Processed,
-    keys: Vec<(String, Bytes)>,
+    original_key: String,
+    small_key: String,
+    original_webp_key: Option<String>,
+    small_webp_key: String,
+    writes: Vec<(String, Bytes)>,
 }
 
 impl Media {
@@ -563,42 +568,48 @@ impl Media {
             processed.blurhash = blurhash;
         }
         let prefix = &row.file_prefix;
-        let mut keys = Vec::with_capacity(4);
-        let mut add = |variant: &str, v: &pipeline::Variant| {
-            let key = storage::variant_key(prefix, variant, v.extension);
-            keys.push((key, Bytes::from(v.bytes.clone())));
+        let key = |variant: &str, v: &pipeline::Variant| {
+            storage::variant_key(prefix, variant, v.extension)
         };
-        add("original", &processed.original);
-        add("small", &processed.small);
+        let original_key = key("original", &processed.original);
+        let small_key = key("small", &processed.small);
+        let original_webp_key = processed.original_webp.as_ref().map(|w| key("original", w));
+        let small_webp_key = key("small", &processed.small_webp);
+        // The bytes move into the writes (a video is tens of MB); the rest stays for
+        // the row.
+        let take = |v: &mut pipeline::Variant| Bytes::from(std::mem::take(&mut v.bytes));
+        let mut writes = vec![
+            (original_key.clone(), take(&mut processed.original)),
+            (small_key.clone(), take(&mut processed.small)),
+        ];
         // The WebP renditions are the JPEG/PNG variants' siblings (see `webp_sibling`);
-        // a WebP source's variants are WebP already.
-        if let Some(w) = &processed.original_webp
-            && processed.original.extension != "webp"
+        // a WebP source's variants are WebP already: same key, one file.
+        if let (Some(k), Some(w)) = (&original_webp_key, processed.original_webp.as_mut())
+            && *k != original_key
         {
-            add("original", w);
+            writes.push((k.clone(), take(w)));
         }
-        if processed.small.extension != "webp" {
-            add("small", &processed.small_webp);
+        if small_webp_key != small_key {
+            writes.push((small_webp_key.clone(), take(&mut processed.small_webp)));
         }
-        Ok(Files { processed, keys })
+        Ok(Files {
+            processed,
+            original_key,
+            small_key,
+            original_webp_key,
+            small_webp_key,
+            writes,
+        })
     }
 
     /// Writes a job's files, then marks it ready.
     async fn store_files(&self, row: &Row, files: Files, obsolete: &[&str]) -> Result<Row> {
         let writes = files
-            .keys
+            .writes
             .iter()
             .map(|(key, bytes)| self.storage.put(key, bytes.clone()));
         futures::future::try_join_all(writes).await?;
         let p = &files.processed;
-        let prefix = &row.file_prefix;
-        let original_key = storage::variant_key(prefix, "original", p.original.extension);
-        let small_key = storage::variant_key(prefix, "small", p.small.extension);
-        let original_webp_key = p
-            .original_webp
-            .as_ref()
-            .map(|w| storage::variant_key(prefix, "original", w.extension));
-        let small_webp_key = storage::variant_key(prefix, "small", p.small_webp.extension);
         let video = p.video.as_ref();
         let done = self
             .store
@@ -606,10 +617,10 @@ impl Media {
                 row.id,
                 &store::Processed {
                     kind: p.kind.as_str(),
-                    original_key: &original_key,
-                    small_key: &small_key,
-                    original_webp_key: original_webp_key.as_deref(),
-                    small_webp_key: &small_webp_key,
+                    original_key: &files.original_key,
+                    small_key: &files.small_key,
+                    original_webp_key: files.original_webp_key.as_deref(),
+                    small_webp_key: &files.small_webp_key,
                     original: (p.original.width, p.original.height),
                     small: (p.small.width, p.small.height),
                     blurhash: &p.blurhash,
@@ -631,7 +642,7 @@ impl Media {
                 Some(current) => Ok(current),
                 // Deleted while we worked: nothing references what we wrote.
                 None => {
-                    let keys: Vec<&str> = files.keys.iter().map(|(k, _)| k.as_str()).collect();
+                    let keys: Vec<&str> = files.writes.iter().map(|(k, _)| k.as_str()).collect();
                     self.purge(&keys).await;
                     Err(Error::NotFound("media attachment"))
                 }
