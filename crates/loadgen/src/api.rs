@@ -1,0 +1,113 @@
+//! A minimal Mastodon API client on one keep-alive connection, for seeding and probes.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use serde_json::Value;
+
+use crate::client::{Sender, connect};
+
+pub struct Api {
+    addr: SocketAddr,
+    sender: Option<Sender>,
+}
+
+/// A request body: content type and bytes.
+pub type Body<'a> = Option<(&'a str, Bytes)>;
+
+impl Api {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self { addr, sender: None }
+    }
+
+    /// Sends one request; returns the status and the JSON body (`Null` when not JSON).
+    pub async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Body<'_>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let (status, bytes) = self.raw(method, path, token, body).await?;
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+
+    async fn raw(
+        &mut self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Body<'_>,
+    ) -> anyhow::Result<(u16, Bytes)> {
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            self.sender = Some(connect(self.addr).await?);
+        }
+        let sender = self.sender.as_mut().context("no connection")?;
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, self.addr.to_string());
+        if let Some(token) = token {
+            builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some((content_type, bytes)) => {
+                builder = builder.header(CONTENT_TYPE, content_type);
+                Full::new(bytes)
+            }
+            None => Full::new(Bytes::new()),
+        };
+        sender.ready().await?;
+        let response = sender.send_request(builder.body(body)?).await?;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+
+    /// A GET whose body is text (e.g. `/metrics`).
+    pub async fn text(&mut self, method: Method, path: &str) -> anyhow::Result<(u16, String)> {
+        let (status, bytes) = self.raw(method, path, None, None).await?;
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// A call that must succeed (2xx); returns the JSON body.
+    pub async fn ok(
+        &mut self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Body<'_>,
+    ) -> anyhow::Result<Value> {
+        let (status, json) = self.call(method.clone(), path, token, body).await?;
+        if !(200..300).contains(&status) {
+            bail!("{method} {path} answered {status}: {json}");
+        }
+        Ok(json)
+    }
+
+    /// POSTs a form.
+    pub async fn post_form(
+        &mut self,
+        path: &str,
+        token: &str,
+        pairs: &[(&str, &str)],
+    ) -> anyhow::Result<Value> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        self.ok(
+            Method::POST,
+            path,
+            Some(token),
+            Some(("application/x-www-form-urlencoded", Bytes::from(body))),
+        )
+        .await
+    }
+}
