@@ -14,7 +14,7 @@
 # NOTIFICATIONS_HTTP_PORT (USERS_HTTP_PORT + 2), MEDIA_GRPC_PORT (USERS_GRPC_PORT + 3),
 # MEDIA_HTTP_PORT (USERS_HTTP_PORT + 3), MEDIA_LOCAL_DIR (.data/media, or
 # .data/media-<db> for another database), ROOKERY_DB (rookery; start-bg drops and
-# recreates any other name), ROOKERY_DOMAIN, ROOKERY_BASE_URL, READY_TIMEOUT (60 s).
+# recreates any other name, unless KEEP_DB=1), ROOKERY_DOMAIN, ROOKERY_BASE_URL, READY_TIMEOUT (60 s).
 set -euo pipefail
 
 # shellcheck source=deploy/dev/lib.sh
@@ -320,7 +320,8 @@ start_bg() {
     MODE="bg"
     LOG_SUFFIX="-${GATEWAY_PORT}"
     ROOKERY_DB=rookery "$DEPS" start >/dev/null # ROOKERY_DB itself is recreated just below
-    if [[ $ROOKERY_DB != rookery ]]; then
+    # KEEP_DB=1: restart on the data already there (the bench's cold start).
+    if [[ $ROOKERY_DB != rookery && -z ${KEEP_DB:-} ]]; then
         log "recreating database '$ROOKERY_DB'"
         ensure_database "$ROOKERY_DB" recreate || die "cannot recreate database '$ROOKERY_DB'"
     fi

@@ -60,7 +60,7 @@ pub async fn insert_accounts(
                  SELECT name, initcap(name), 'Seeded by the load harness.', $2 FROM input ORDER BY n
                  RETURNING id, username
              )
-             SELECT i.id FROM inserted i JOIN input USING (username) ORDER BY input.n",
+             SELECT i.id FROM inserted i JOIN input ON input.name = i.username ORDER BY input.n",
         )
         .bind(names)
         .bind(created_at)

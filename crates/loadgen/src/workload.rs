@@ -55,18 +55,18 @@ impl Endpoint {
         }
     }
 
-    /// The request, as the gateway's route label names it.
-    pub fn route(self) -> &'static str {
+    /// Method and route, as the gateway's metrics label them.
+    pub fn route(self) -> (&'static str, &'static str) {
         match self {
-            Self::Home => "GET /api/v1/timelines/home",
-            Self::Account => "GET /api/v1/accounts/{id}/statuses",
-            Self::Post => "POST /api/v1/statuses",
-            Self::Notifications => "GET /api/v1/notifications",
-            Self::Favourite => "POST /api/v1/statuses/{id}/favourite",
-            Self::MediaRead => "GET /system/media/{*key}",
-            Self::MediaUpload => "POST /api/v2/media",
-            Self::Hello => "GET /hello (bare axum)",
-            Self::Hop => "GET /hop (bare REST→gRPC)",
+            Self::Home => ("GET", "/api/v1/timelines/home"),
+            Self::Account => ("GET", "/api/v1/accounts/{id}/statuses"),
+            Self::Post => ("POST", "/api/v1/statuses"),
+            Self::Notifications => ("GET", "/api/v1/notifications"),
+            Self::Favourite => ("POST", "/api/v1/statuses/{id}/favourite"),
+            Self::MediaRead => ("GET", "/system/media/{*key}"),
+            Self::MediaUpload => ("POST", "/api/v2/media"),
+            Self::Hello => ("GET", "/hello"),
+            Self::Hop => ("GET", "/hop"),
         }
     }
 }
