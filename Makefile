@@ -1,7 +1,10 @@
 # Local development and CI entry points. The shell plumbing lives in deploy/dev/.
 #   make run         build and run the whole stack on http://127.0.0.1:8080 (Ctrl-C stops)
 #   make deps/stop   start/stop the project-local Postgres + Redis (.data/)
-#   make test        everything CI runs (.ci/run): fmt check, clippy, build, Rust + Python tests
+#   make test        everything CI runs (.ci/run): fmt check, clippy, build, Rust + Python tests,
+#                    a smoke run of the load harness
+#   make bench       the load harness's scenarios on release builds; prints the report
+#                    (docs/PERFORMANCE.md)
 #   make fmt/lint    cargo fmt / cargo clippy -D warnings
 #   make clean-data  stop Postgres + Redis and delete .data/ (all local data)
 
@@ -14,7 +17,7 @@ DEV := deploy/dev
 # Exports USERS_DATABASE_URL, REDIS_URL, ROOKERY_TEST_ADMIN_URL, ... for the next command.
 WITH_ENV := source $(DEV)/lib.sh &&
 
-.PHONY: help run deps stop test test-rust test-python build fmt lint clean-data
+.PHONY: help run deps stop test test-rust test-python bench bench-smoke build fmt lint clean-data
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -35,6 +38,7 @@ test:
 	cargo build --workspace --bins
 	$(MAKE) --no-print-directory test-rust
 	$(MAKE) --no-print-directory test-python
+	$(MAKE) --no-print-directory bench-smoke
 
 # Rust unit + integration tests against the dev Postgres/Redis (each test creates its own
 # rookery_test_* database; leftovers of interrupted runs are dropped first). The S3 test
@@ -51,6 +55,14 @@ test-rust:
 # Python client test against a background stack (own ports, own database).
 test-python:
 	$(DEV)/pytest.sh
+
+# Seeds an instance of 10 000 accounts and runs every scenario (about 15 minutes).
+bench:
+	$(DEV)/bench.sh
+
+# A few seconds of every endpoint on a tiny instance; fails on any error.
+bench-smoke:
+	$(DEV)/bench.sh smoke
 
 build:
 	cargo build --workspace --bins

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use http::Method;
-use redis::aio::MultiplexedConnection;
 use rand::rngs::Xoshiro256PlusPlus;
+use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -75,6 +75,12 @@ pub struct Report {
     pub crowd: Option<Scenario>,
     pub saturation: Vec<Step>,
     pub cold: Option<Cold>,
+    /// Scenarios that could not complete, with the reason.
+    pub failures: Vec<String>,
+}
+
+fn report_failure(name: &str, e: anyhow::Error) -> String {
+    format!("{name}: {e:#}")
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -90,8 +96,10 @@ pub struct Profile {
     pub endpoint: String,
     pub summary: Summary,
     pub statements_per_request: Option<f64>,
+    /// The most frequent statements, per request.
+    pub top_statements: Vec<(String, f64)>,
     pub rpcs_per_request: Option<f64>,
-    /// CPU milliseconds per request, by process.
+    /// CPU milliseconds per request, by process (the gateway's stack only).
     pub cpu_ms_per_request: BTreeMap<String, f64>,
 }
 
@@ -156,9 +164,28 @@ pub struct Cold {
 /// A point-in-time reading of the whole stack.
 struct Snapshot {
     at: Instant,
-    statements: i64,
+    /// Calls per statement (query id -> text, calls).
+    statements: HashMap<i64, (String, i64)>,
     metrics: HashMap<String, Metrics>,
     procs: HashMap<String, ProcStat>,
+}
+
+impl Snapshot {
+    /// Statements executed since `before`, each with its count.
+    fn statements_since(&self, before: &Snapshot) -> Vec<(String, f64)> {
+        self.statements
+            .iter()
+            .map(|(id, (query, calls))| {
+                let earlier = before.statements.get(id).map_or(0, |(_, c)| *c);
+                (query.clone(), (calls - earlier) as f64)
+            })
+            .filter(|(_, n)| *n > 0.0)
+            .collect()
+    }
+
+    fn total_statements_since(&self, before: &Snapshot) -> f64 {
+        self.statements_since(before).iter().map(|(_, n)| n).sum()
+    }
 }
 
 /// The bench: its configuration, dataset and connections to the stack's stores.
@@ -181,8 +208,13 @@ impl Bench {
             .connect(&config.admin_db)
             .await
             .context("connecting to Postgres as the superuser (pg_stat_statements)")?;
+        // The feed checks pipeline thousands of commands while the stack is under load:
+        // far more than the client's default 500 ms response timeout.
         let redis = redis::Client::open(config.redis_url.as_str())?
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(
+                &redis::AsyncConnectionConfig::new()
+                    .set_response_timeout(Some(Duration::from_secs(10))),
+            )
             .await
             .context("connecting to Redis")?;
         Ok(Self {
@@ -198,34 +230,64 @@ impl Bench {
         self.config.scenarios.iter().any(|s| s == scenario)
     }
 
-    /// Runs the configured scenarios in order.
-    pub async fn run(&mut self) -> anyhow::Result<Report> {
+    /// Runs the configured scenarios in order. A scenario that fails is reported in
+    /// `failures` and the others still run.
+    pub async fn run(&mut self) -> Report {
         let mut report = Report::default();
-        report.prime = Some(self.prime().await?);
+        let failed = |name: &str, e: anyhow::Error| {
+            log(&format!("{name} failed: {e:#}"));
+            report_failure(name, e)
+        };
+        let mut failures = Vec::new();
+        match self.prime().await {
+            Ok(p) => report.prime = Some(p),
+            Err(e) => failures.push(failed("priming", e)),
+        }
         if self.wants("profile") {
-            report.profile = self.profile().await?;
+            match self.profile().await {
+                Ok(p) => report.profile = p,
+                Err(e) => failures.push(failed("profile", e)),
+            }
         }
         if self.wants("mixed") {
-            let (scenario, fanout) = self.mixed_with_fanout().await?;
-            report.mixed = Some(scenario);
-            report.fanout = fanout;
+            match self.mixed_with_fanout().await {
+                Ok((scenario, fanout)) => {
+                    report.mixed = Some(scenario);
+                    report.fanout = fanout;
+                }
+                Err(e) => failures.push(failed("scenario 1", e)),
+            }
         }
         if self.wants("crowd") {
             let (rate, conns) = (self.config.crowd_rate, self.config.crowd_connections);
             log(&format!("scenario 2: {conns} connections at {rate}/s"));
-            report.crowd = Some(self.scenario(rate, conns, self.config.duration).await?);
+            match self.scenario(rate, conns, self.config.duration).await {
+                Ok(s) => report.crowd = Some(s),
+                Err(e) => failures.push(failed("scenario 2", e)),
+            }
         }
         if self.wants("saturation") {
-            report.saturation = self.saturation().await?;
+            match self.saturation().await {
+                Ok(s) => report.saturation = s,
+                Err(e) => failures.push(failed("saturation", e)),
+            }
         }
         if self.wants("cold") {
-            report.cold = self.cold().await?;
+            match self.cold().await {
+                Ok(c) => report.cold = c,
+                Err(e) => failures.push(failed("scenario 4", e)),
+            }
         }
-        Ok(report)
+        report.failures = failures;
+        report
     }
 
     fn workload(&self, mix: Mix) -> anyhow::Result<Arc<dyn Source>> {
-        Ok(Arc::new(Workload::new(self.data.clone(), mix, &self.upload)?))
+        Ok(Arc::new(Workload::new(
+            self.data.clone(),
+            mix,
+            &self.upload,
+        )?))
     }
 
     async fn drive(
@@ -262,7 +324,7 @@ impl Bench {
         }
         Ok(Snapshot {
             at: Instant::now(),
-            statements: store::statements(&self.admin, &self.config.database).await?,
+            statements: store::statement_calls(&self.admin, &self.config.database).await?,
             metrics,
             procs,
         })
@@ -329,30 +391,48 @@ impl Bench {
         })
     }
 
-    /// Statements per second while idle (outbox relays and job queues poll).
-    async fn idle_statement_rate(&self) -> anyhow::Result<f64> {
+    /// Statements per second while idle, by text (outbox relays and job queues poll).
+    async fn idle_statement_rates(&self) -> anyhow::Result<HashMap<String, f64>> {
         let before = self.snapshot().await?;
         tokio::time::sleep(Duration::from_secs(3)).await;
         let after = self.snapshot().await?;
-        Ok((after.statements - before.statements) as f64 / (after.at - before.at).as_secs_f64())
+        let seconds = (after.at - before.at).as_secs_f64();
+        Ok(after
+            .statements_since(&before)
+            .into_iter()
+            .map(|(q, n)| (q, n / seconds))
+            .collect())
     }
 
     /// Each endpoint alone at full speed (64 connections, closed loop), then the bare
     /// baselines: throughput ratios, statements, RPCs and CPU per request.
     async fn profile(&self) -> anyhow::Result<Vec<Profile>> {
-        let idle = self.idle_statement_rate().await?;
-        log(&format!("profile: idle background {idle:.1} statements/s"));
+        let idle = self.idle_statement_rates().await?;
+        log(&format!(
+            "profile: idle background {:.1} statements/s",
+            idle.values().sum::<f64>()
+        ));
         let mut out = Vec::new();
         let endpoints = [Endpoint::Hello, Endpoint::Hop]
             .into_iter()
             .chain(Endpoint::WORKLOAD);
         for endpoint in endpoints {
             let baseline = matches!(endpoint, Endpoint::Hello | Endpoint::Hop);
-            let target = if baseline { self.config.baseline } else { self.config.gateway };
+            let target = if baseline {
+                self.config.baseline
+            } else {
+                self.config.gateway
+            };
             log(&format!("profile: {endpoint} alone, closed loop"));
             let before = self.snapshot().await?;
             let run = self
-                .drive(target, self.workload(Mix::only(endpoint))?, Pace::Closed, 64, self.config.profile_duration)
+                .drive(
+                    target,
+                    self.workload(Mix::only(endpoint))?,
+                    Pace::Closed,
+                    64,
+                    self.config.profile_duration,
+                )
                 .await?;
             // Work a request leaves behind (fan-out, notifications) belongs to it.
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -362,23 +442,40 @@ impl Bench {
             let (method, route) = endpoint.route();
             let labels = [("method", method), ("route", route)];
             let gateway_delta = |name: &str| {
-                let get = |s: &Snapshot| s.metrics.get("gateway").map_or(0.0, |m| m.sum(name, &labels));
+                let get = |s: &Snapshot| {
+                    s.metrics
+                        .get("gateway")
+                        .map_or(0.0, |m| m.sum(name, &labels))
+                };
                 get(&after) - get(&before)
             };
             let served = gateway_delta("http_server_request_duration_seconds_count");
             let rpcs = (!baseline && served > 0.0)
                 .then(|| gateway_delta("gateway_downstream_calls_total") / served);
             let elapsed = (after.at - before.at).as_secs_f64();
-            let statements = (!baseline).then(|| {
-                let s = (after.statements - before.statements) as f64 - idle * elapsed;
-                (s / requests).max(0.0)
-            });
+            // Per request, less what the same statement runs per second when idle.
+            let mut per_request: Vec<(String, f64)> = after
+                .statements_since(&before)
+                .into_iter()
+                .map(|(q, n)| {
+                    let background = idle.get(&q).copied().unwrap_or(0.0) * elapsed;
+                    (q, ((n - background) / requests).max(0.0))
+                })
+                .filter(|(_, n)| *n >= 0.01)
+                .collect();
+            per_request.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let statements = (!baseline).then(|| per_request.iter().map(|(_, n)| n).sum());
+            per_request.truncate(6);
             let cpu_ms_per_request = after
                 .procs
                 .iter()
+                .filter(|_| !baseline)
                 .filter_map(|(name, a)| {
                     let b = before.procs.get(name)?;
-                    Some((name.clone(), (a.cpu_seconds - b.cpu_seconds) * 1_000.0 / requests))
+                    Some((
+                        name.clone(),
+                        (a.cpu_seconds - b.cpu_seconds) * 1_000.0 / requests,
+                    ))
                 })
                 .collect();
             out.push(Profile {
@@ -388,6 +485,7 @@ impl Bench {
                     ..summary
                 },
                 statements_per_request: statements,
+                top_statements: if baseline { Vec::new() } else { per_request },
                 rpcs_per_request: rpcs,
                 cpu_ms_per_request,
             });
@@ -396,8 +494,15 @@ impl Bench {
     }
 
     /// A mixed workload at `rate`, with caches, statements and processes measured.
-    async fn scenario(&self, rate: f64, connections: usize, duration: Duration) -> anyhow::Result<Scenario> {
-        let (scenario, (), _) = self.scenario_with(rate, connections, duration, |_| async { Ok(()) }).await?;
+    async fn scenario(
+        &self,
+        rate: f64,
+        connections: usize,
+        duration: Duration,
+    ) -> anyhow::Result<Scenario> {
+        let (scenario, (), _) = self
+            .scenario_with(rate, connections, duration, |_| async { Ok(()) })
+            .await?;
         Ok(scenario)
     }
 
@@ -415,7 +520,13 @@ impl Bench {
         self.reset_peaks()?;
         let before = self.snapshot().await?;
         let workload = self.workload(self.config.mix.clone())?;
-        let run = self.drive(self.config.gateway, workload, Pace::Open { rate }, connections, duration);
+        let run = self.drive(
+            self.config.gateway,
+            workload,
+            Pace::Open { rate },
+            connections,
+            duration,
+        );
         let (run, extra) = tokio::join!(run, during(duration));
         let (run, extra) = (run?, extra?);
         let after = self.snapshot().await?;
@@ -443,7 +554,7 @@ impl Bench {
                 send_lag_p99_ms: run.recorder.send_lag_p99_ms(),
                 reconnects: run.reconnects,
                 caches: cache_ratios(&before, &after),
-                statements_per_request: (after.statements - before.statements) as f64 / requests,
+                statements_per_request: after.total_statements_since(&before) / requests,
                 processes,
                 total,
             },
@@ -456,20 +567,28 @@ impl Bench {
     /// quarters of the run, and each post is timed into every live follower's feed.
     async fn mixed_with_fanout(&mut self) -> anyhow::Result<(Scenario, Vec<Fanout>)> {
         let (rate, conns) = (self.config.rate, self.config.connections);
-        log(&format!("scenario 1 (+3): {conns} connections at {rate}/s, fan-out rounds inside"));
+        log(&format!(
+            "scenario 1 (+3): {conns} connections at {rate}/s, fan-out rounds inside"
+        ));
         let mut redis = self.redis.clone();
         let data = self.data.clone();
         let prefix = self.config.redis_prefix.clone();
         let gateway = self.config.gateway;
         let (scenario, rounds, _) = self
-            .scenario_with(rate, conns, self.config.duration, move |duration| async move {
-                let mut rounds = Vec::new();
-                for round in 1..=3u32 {
-                    tokio::time::sleep(duration / 4).await;
-                    rounds.push(fanout_round(&mut redis, &data, &prefix, gateway, round).await?);
-                }
-                Ok(rounds)
-            })
+            .scenario_with(
+                rate,
+                conns,
+                self.config.duration,
+                move |duration| async move {
+                    let mut rounds = Vec::new();
+                    for round in 1..=3u32 {
+                        tokio::time::sleep(duration / 4).await;
+                        rounds
+                            .push(fanout_round(&mut redis, &data, &prefix, gateway, round).await?);
+                    }
+                    Ok(rounds)
+                },
+            )
             .await?;
         Ok((scenario, rounds))
     }
@@ -485,10 +604,19 @@ impl Bench {
             log(&format!("saturation: {rate:.0}/s"));
             let workload = self.workload(self.config.mix.clone())?;
             let run = self
-                .drive(self.config.gateway, workload, Pace::Open { rate }, self.config.connections, self.config.step_duration)
+                .drive(
+                    self.config.gateway,
+                    workload,
+                    Pace::Open { rate },
+                    self.config.connections,
+                    self.config.step_duration,
+                )
                 .await?;
             let summaries = run.recorder.summaries(run.duration);
-            let home = summaries.iter().find(|s| s.endpoint == "home").context("no home reads")?;
+            let home = summaries
+                .iter()
+                .find(|s| s.endpoint == "home")
+                .context("no home reads")?;
             let errors = run.recorder.total(run.duration).errors;
             let ok = home.p99_ms < 100.0 && errors == 0;
             steps.push(Step {
@@ -517,7 +645,9 @@ impl Bench {
     /// Scenario 4: processes restarted (their L1 caches empty) and the stack's Redis keys
     /// deleted (L2, feeds, token cache), then scenario 1's load.
     async fn cold(&mut self) -> anyhow::Result<Option<Cold>> {
-        let (Some(stop), Some(start)) = (self.config.stop_cmd.clone(), self.config.start_cmd.clone()) else {
+        let (Some(stop), Some(start)) =
+            (self.config.stop_cmd.clone(), self.config.start_cmd.clone())
+        else {
             log("cold start skipped: no --stop-cmd/--start-cmd");
             return Ok(None);
         };
@@ -529,20 +659,25 @@ impl Bench {
         let (rate, conns) = (self.config.rate, self.config.connections);
         let metrics = self.config.metrics.clone();
         let (scenario, ratios, recorder) = self
-            .scenario_with(rate, conns, self.config.duration, move |duration| async move {
-                let mut last = cache_totals(&metrics).await?;
-                let mut ratios = Vec::new();
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
-                tick.tick().await;
-                for _ in 0..duration.as_secs() {
+            .scenario_with(
+                rate,
+                conns,
+                self.config.duration,
+                move |duration| async move {
+                    let mut last = cache_totals(&metrics).await?;
+                    let mut ratios = Vec::new();
+                    let mut tick = tokio::time::interval(Duration::from_secs(1));
                     tick.tick().await;
-                    let now = cache_totals(&metrics).await?;
-                    let (hits, lookups) = (now.0 - last.0, now.1 - last.1);
-                    ratios.push(if lookups > 0.0 { hits / lookups } else { 0.0 });
-                    last = now;
-                }
-                Ok(ratios)
-            })
+                    for _ in 0..duration.as_secs() {
+                        tick.tick().await;
+                        let now = cache_totals(&metrics).await?;
+                        let (hits, lookups) = (now.0 - last.0, now.1 - last.1);
+                        ratios.push(if lookups > 0.0 { hits / lookups } else { 0.0 });
+                        last = now;
+                    }
+                    Ok(ratios)
+                },
+            )
             .await?;
         let seconds_to_90 = ratios.iter().position(|&r| r >= 0.9);
         // Latencies of everything due before the ratio was back (at least the first second).
@@ -575,7 +710,10 @@ async fn cache_totals(metrics: &[(String, SocketAddr)]) -> anyhow::Result<(f64, 
 /// lookup goes to L1 first when there is one; L2 sees L1's misses.
 fn cache_counts(m: &Metrics, cache: &str) -> (f64, f64) {
     let get = |tier: &str, result: &str| {
-        m.sum("cache_requests_total", &[("cache", cache), ("tier", tier), ("result", result)])
+        m.sum(
+            "cache_requests_total",
+            &[("cache", cache), ("tier", tier), ("result", result)],
+        )
     };
     let (l1_hit, l1_miss) = (get("l1", "hit"), get("l1", "miss"));
     let (l2_hit, l2_miss) = (get("l2", "hit"), get("l2", "miss"));
@@ -601,7 +739,10 @@ fn cache_ratios(before: &Snapshot, after: &Snapshot) -> Vec<CacheRatio> {
                 continue;
             }
             let l1 = |m: &Metrics, result: &str| {
-                m.sum("cache_requests_total", &[("cache", &cache), ("tier", "l1"), ("result", result)])
+                m.sum(
+                    "cache_requests_total",
+                    &[("cache", &cache), ("tier", "l1"), ("result", result)],
+                )
             };
             let l1_hits = l1(a, "hit") - l1(&b, "hit");
             let l1_lookups = l1_hits + l1(a, "miss") - l1(&b, "miss");
@@ -614,7 +755,8 @@ fn cache_ratios(before: &Snapshot, after: &Snapshot) -> Vec<CacheRatio> {
             });
         }
         // The home feeds in Redis: a read of a feed that is not live rebuilds it.
-        let rebuilds = a.sum("home_feed_rebuilds_total", &[]) - b.sum("home_feed_rebuilds_total", &[]);
+        let rebuilds =
+            a.sum("home_feed_rebuilds_total", &[]) - b.sum("home_feed_rebuilds_total", &[]);
         if process == "timeline" {
             let home = |s: &Snapshot| {
                 s.metrics.get("gateway").map_or(0.0, |m| {
@@ -639,6 +781,37 @@ fn cache_ratios(before: &Snapshot, after: &Snapshot) -> Vec<CacheRatio> {
     out
 }
 
+/// The accounts of `accounts` whose home feed does not have status `id`.
+async fn missing_from_feeds(
+    redis: &mut MultiplexedConnection,
+    prefix: &str,
+    accounts: &[i64],
+    id: &str,
+) -> anyhow::Result<Vec<i64>> {
+    let mut missing = Vec::new();
+    for chunk in accounts.chunks(PIPELINE) {
+        let mut pipe = redis::pipe();
+        for account in chunk {
+            pipe.cmd("ZSCORE")
+                .arg(format!("{prefix}:tl:{{{account}}}:feed"))
+                .arg(id);
+        }
+        let scores: Vec<Option<f64>> = pipe.query_async(redis).await?;
+        missing.extend(
+            chunk
+                .iter()
+                .zip(scores)
+                .filter(|(_, s)| s.is_none())
+                .map(|(a, _)| *a),
+        );
+    }
+    Ok(missing)
+}
+
+/// Commands per pipeline of the feed checks: short enough not to stall the Redis the
+/// measured stack uses.
+const PIPELINE: usize = 500;
+
 /// The star posts; returns how long until every live follower's feed has the status.
 async fn fanout_round(
     redis: &mut MultiplexedConnection,
@@ -648,11 +821,16 @@ async fn fanout_round(
     round: u32,
 ) -> anyhow::Result<Fanout> {
     // The feeds fan-out writes to: those marked live (read within the feed lifetime).
-    let mut pipe = redis::pipe();
-    for a in &data.accounts {
-        pipe.cmd("EXISTS").arg(format!("{prefix}:tl:{{{}}}:live", a.id));
+    let mut live = Vec::with_capacity(data.accounts.len());
+    for chunk in data.accounts.chunks(PIPELINE) {
+        let mut pipe = redis::pipe();
+        for a in chunk {
+            pipe.cmd("EXISTS")
+                .arg(format!("{prefix}:tl:{{{}}}:live", a.id));
+        }
+        let part: Vec<i64> = pipe.query_async(redis).await?;
+        live.extend(part);
     }
-    let live: Vec<i64> = pipe.query_async(redis).await?;
     let live: Vec<i64> = data
         .accounts
         .iter()
@@ -666,30 +844,39 @@ async fn fanout_round(
         .post_form(
             "/api/v1/statuses",
             &data.star.token,
-            &[("status", &format!("Fan-out round {round} #loadgen")), ("visibility", "public")],
+            &[
+                ("status", &format!("Fan-out round {round} #loadgen")),
+                ("visibility", "public"),
+            ],
         )
         .await?;
     let post_ms = started.elapsed().as_secs_f64() * 1e3;
     let id = status["id"].as_str().context("status id")?.to_owned();
     let deadline = started + Duration::from_secs(10);
-    let mut waiting = live.clone();
-    while !waiting.is_empty() && Instant::now() < deadline {
-        let mut pipe = redis::pipe();
-        for account in &waiting {
-            pipe.cmd("ZSCORE").arg(format!("{prefix}:tl:{{{account}}}:feed")).arg(&id);
+    // Polling 10 000 feeds every few milliseconds would load the Redis being measured:
+    // poll a sample (every 100th live follower and the last, which fan-out reaches last,
+    // in follow order), then check every feed, and go on polling whatever still lacks it.
+    let mut waiting: Vec<i64> = live
+        .iter()
+        .step_by(100)
+        .chain(live.last())
+        .copied()
+        .collect();
+    let mut sampled = true;
+    loop {
+        waiting = missing_from_feeds(redis, prefix, &waiting, &id).await?;
+        if waiting.is_empty() && sampled {
+            sampled = false;
+            waiting = missing_from_feeds(redis, prefix, &live, &id).await?;
         }
-        let scores: Vec<Option<f64>> = pipe.query_async(redis).await?;
-        waiting = waiting
-            .into_iter()
-            .zip(scores)
-            .filter(|(_, s)| s.is_none())
-            .map(|(a, _)| a)
-            .collect();
-        if !waiting.is_empty() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        if waiting.is_empty() || Instant::now() >= deadline {
+            break;
         }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let all_feeds_ms = waiting.is_empty().then(|| started.elapsed().as_secs_f64() * 1e3);
+    let all_feeds_ms = waiting
+        .is_empty()
+        .then(|| started.elapsed().as_secs_f64() * 1e3);
     log(&format!(
         "fan-out round {round}: {} live followers, POST {post_ms:.0} ms, all feeds {}",
         live.len(),
@@ -704,7 +891,11 @@ async fn fanout_round(
 }
 
 async fn shell(cmd: &str) -> anyhow::Result<()> {
-    let status = tokio::process::Command::new("bash").arg("-c").arg(cmd).status().await?;
+    let status = tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg(cmd)
+        .status()
+        .await?;
     if !status.success() {
         bail!("`{cmd}` failed: {status}");
     }
@@ -747,13 +938,31 @@ pub fn render(report: &Report) -> String {
         );
     }
     if !report.profile.is_empty() {
-        let hello = report.profile.iter().find(|p| p.endpoint == "hello").map(|p| p.summary.throughput);
-        let hop = report.profile.iter().find(|p| p.endpoint == "hop").map(|p| p.summary.throughput);
-        let mut procs: Vec<&String> = report.profile.iter().flat_map(|p| p.cpu_ms_per_request.keys()).collect();
+        let hello = report
+            .profile
+            .iter()
+            .find(|p| p.endpoint == "hello")
+            .map(|p| p.summary.throughput);
+        let hop = report
+            .profile
+            .iter()
+            .find(|p| p.endpoint == "hop")
+            .map(|p| p.summary.throughput);
+        let mut procs: Vec<&String> = report
+            .profile
+            .iter()
+            .flat_map(|p| p.cpu_ms_per_request.keys())
+            .collect();
         procs.sort();
         procs.dedup();
-        let _ = writeln!(out, "### Each endpoint alone (closed loop, 64 connections)\n");
-        let _ = write!(out, "| endpoint | req/s | × hello | × hop | p50 ms | p99 ms | errors | SQL/req | RPC/req |");
+        let _ = writeln!(
+            out,
+            "### Each endpoint alone (closed loop, 64 connections)\n"
+        );
+        let _ = write!(
+            out,
+            "| endpoint | req/s | × hello | × hop | p50 ms | p99 ms | errors | SQL/req | RPC/req |"
+        );
         for p in &procs {
             let _ = write!(out, " CPU ms/req {p} |");
         }
@@ -761,7 +970,10 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(out, "|{}", "---|".repeat(9 + procs.len()));
         for p in &report.profile {
             let s = &p.summary;
-            let ratio = |base: Option<f64>| base.filter(|b| *b > 0.0).map_or("–".into(), |b| format!("{:.2}", s.throughput / b));
+            let ratio = |base: Option<f64>| {
+                base.filter(|b| *b > 0.0)
+                    .map_or("–".into(), |b| format!("{:.2}", s.throughput / b))
+            };
             let opt = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.2}"));
             let _ = write!(
                 out,
@@ -782,6 +994,23 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(out);
         }
         let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Statements per request, by endpoint (idle background subtracted):\n"
+        );
+        for p in report
+            .profile
+            .iter()
+            .filter(|p| !p.top_statements.is_empty())
+        {
+            let _ = writeln!(out, "- {}:", p.endpoint);
+            for (query, n) in &p.top_statements {
+                let one_line: String = query.split_whitespace().collect::<Vec<_>>().join(" ");
+                let short: String = one_line.chars().take(110).collect();
+                let _ = writeln!(out, "  - {n:.2} × `{short}`");
+            }
+        }
+        let _ = writeln!(out);
     }
     let scenario = |out: &mut String, title: &str, s: &Scenario| {
         let _ = writeln!(
@@ -789,13 +1018,23 @@ pub fn render(report: &Report) -> String {
             "### {title}: {:.0} req/s offered, {} connections\n",
             s.rate, s.connections
         );
-        let _ = writeln!(out, "| endpoint | requests | errors | req/s | p50 ms | p95 ms | p99 ms | max ms |");
+        let _ = writeln!(
+            out,
+            "| endpoint | requests | errors | req/s | p50 ms | p95 ms | p99 ms | max ms |"
+        );
         let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
         for e in s.endpoints.iter().chain([&s.total]) {
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {:.0} | {} | {} | {} | {} |",
-                e.endpoint, e.requests, e.errors, e.throughput, f1(e.p50_ms), f1(e.p95_ms), f1(e.p99_ms), f1(e.max_ms)
+                e.endpoint,
+                e.requests,
+                e.errors,
+                e.throughput,
+                f1(e.p50_ms),
+                f1(e.p95_ms),
+                f1(e.p99_ms),
+                f1(e.max_ms)
             );
         }
         if s.total.errors > 0 {
@@ -809,15 +1048,32 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(out, "| cache | lookups | L1 hit | hit |");
         let _ = writeln!(out, "|---|---|---|---|");
         for c in &s.caches {
-            let l1 = c.l1_hit.map_or("–".into(), |r| format!("{:.1}%", r * 100.0));
-            let _ = writeln!(out, "| {}: {} | {:.0} | {} | {:.1}% |", c.process, c.cache, c.lookups, l1, c.hit * 100.0);
+            let l1 = c
+                .l1_hit
+                .map_or("–".into(), |r| format!("{:.1}%", r * 100.0));
+            let _ = writeln!(
+                out,
+                "| {}: {} | {:.0} | {} | {:.1}% |",
+                c.process,
+                c.cache,
+                c.lookups,
+                l1,
+                c.hit * 100.0
+            );
         }
-        let _ = writeln!(out, "\n| process | peak RSS MiB | CPU s | CPU s per 1000 req |");
+        let _ = writeln!(
+            out,
+            "\n| process | peak RSS MiB | CPU s | CPU s per 1000 req |"
+        );
         let _ = writeln!(out, "|---|---|---|---|");
         let mut procs: Vec<&ProcessUse> = s.processes.iter().collect();
         procs.sort_by(|a, b| a.name.cmp(&b.name));
         for p in procs {
-            let _ = writeln!(out, "| {} | {:.0} | {:.1} | {:.3} |", p.name, p.peak_rss_mib, p.cpu_seconds, p.cpu_seconds_per_1000);
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {:.1} | {:.3} |",
+                p.name, p.peak_rss_mib, p.cpu_seconds, p.cpu_seconds_per_1000
+            );
         }
         let _ = writeln!(out);
     };
@@ -826,17 +1082,34 @@ pub fn render(report: &Report) -> String {
     }
     if !report.fanout.is_empty() {
         let _ = writeln!(out, "### Scenario 3: fan-out during scenario 1\n");
-        let _ = writeln!(out, "| round | live followers | POST ms | in every live feed after ms | missing |");
+        let _ = writeln!(
+            out,
+            "| round | live followers | POST ms | in every live feed after ms | missing |"
+        );
         let _ = writeln!(out, "|---|---|---|---|---|");
         for (i, r) in report.fanout.iter().enumerate() {
-            let all = r.all_feeds_ms.map_or("> 10 000".into(), |ms| format!("{ms:.0}"));
-            let _ = writeln!(out, "| {} | {} | {:.0} | {} | {} |", i + 1, r.live_followers, r.post_ms, all, r.missing);
+            let all = r
+                .all_feeds_ms
+                .map_or("> 10 000".into(), |ms| format!("{ms:.0}"));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {} | {} |",
+                i + 1,
+                r.live_followers,
+                r.post_ms,
+                all,
+                r.missing
+            );
         }
         let _ = writeln!(out);
     }
     if let Some(s) = &report.crowd {
         scenario(&mut out, "Scenario 2: a crowd of connections", s);
-        let max_rss = s.processes.iter().map(|p| p.peak_rss_mib).fold(0.0, f64::max);
+        let max_rss = s
+            .processes
+            .iter()
+            .map(|p| p.peak_rss_mib)
+            .fold(0.0, f64::max);
         let check = |ok: bool| if ok { "pass" } else { "FAIL" };
         let _ = writeln!(
             out,
@@ -852,11 +1125,24 @@ pub fn render(report: &Report) -> String {
         );
     }
     if !report.saturation.is_empty() {
-        let _ = writeln!(out, "### Saturation: mixed workload, home-timeline p99 < 100 ms and no errors\n");
-        let _ = writeln!(out, "| offered req/s | home p99 ms | errors | client lag p99 ms |");
+        let _ = writeln!(
+            out,
+            "### Saturation: mixed workload, home-timeline p99 < 100 ms and no errors\n"
+        );
+        let _ = writeln!(
+            out,
+            "| offered req/s | home p99 ms | errors | client lag p99 ms |"
+        );
         let _ = writeln!(out, "|---|---|---|---|");
         for s in &report.saturation {
-            let _ = writeln!(out, "| {:.0} | {} | {} | {} |", s.rate, f1(s.home_p99_ms), s.errors, f1(s.send_lag_p99_ms));
+            let _ = writeln!(
+                out,
+                "| {:.0} | {} | {} | {} |",
+                s.rate,
+                f1(s.home_p99_ms),
+                s.errors,
+                f1(s.send_lag_p99_ms)
+            );
         }
         let best = report
             .saturation
@@ -867,21 +1153,40 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(
             out,
             "\nHighest rate holding the bar: {}\n",
-            best.map_or("none of the rates tried".into(), |r| format!("{r:.0} req/s"))
+            best.map_or("none of the rates tried".into(), |r| format!(
+                "{r:.0} req/s"
+            ))
         );
     }
+    for f in &report.failures {
+        let _ = writeln!(out, "**Failed:** {f}\n");
+    }
     if let Some(c) = &report.cold {
-        let ratios: Vec<String> = c.hit_ratio_per_second.iter().map(|r| format!("{:.0}", r * 100.0)).collect();
+        let ratios: Vec<String> = c
+            .hit_ratio_per_second
+            .iter()
+            .map(|r| format!("{:.0}", r * 100.0))
+            .collect();
         let _ = writeln!(out, "### Scenario 4: cold start\n");
-        let _ = writeln!(out, "Hit ratio of all caches, % per second: {}\n", ratios.join(" "));
+        let _ = writeln!(
+            out,
+            "Hit ratio of all caches, % per second: {}\n",
+            ratios.join(" ")
+        );
         let _ = writeln!(
             out,
             "Back over 90% after {}; p99 of the first {} s: {}.\n",
-            c.seconds_to_90.map_or("never within the run".into(), |s| format!("{s} s")),
+            c.seconds_to_90
+                .map_or("never within the run".into(), |s| format!("{s} s")),
             c.seconds_to_90.unwrap_or(0),
-            c.p99_until_90_ms.map_or("–".into(), |v| format!("{v:.1} ms"))
+            c.p99_until_90_ms
+                .map_or("–".into(), |v| format!("{v:.1} ms"))
         );
-        scenario(&mut out, "Scenario 4: the run after the cold start", &c.scenario);
+        scenario(
+            &mut out,
+            "Scenario 4: the run after the cold start",
+            &c.scenario,
+        );
     }
     out
 }
@@ -889,7 +1194,7 @@ pub fn render(report: &Report) -> String {
 /// What makes a run unusable as a measurement: failed requests, endpoints of the mix
 /// that were never exercised, fan-outs that did not complete. Empty when all is well.
 pub fn problems(report: &Report, mix: &Mix) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out = report.failures.clone();
     if let Some(p) = &report.prime
         && p.errors > 0
     {
@@ -910,7 +1215,11 @@ pub fn problems(report: &Report, mix: &Mix) -> Vec<String> {
             out.push(format!("{name}: errors {:?}", s.total.error_kinds));
         }
         for e in mix.endpoints() {
-            if !s.endpoints.iter().any(|x| x.endpoint == e.name() && x.requests > 0) {
+            if !s
+                .endpoints
+                .iter()
+                .any(|x| x.endpoint == e.name() && x.requests > 0)
+            {
                 out.push(format!("{name}: no {e} request"));
             }
         }

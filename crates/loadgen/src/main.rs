@@ -126,7 +126,11 @@ struct BenchArgs {
     stop_cmd: Option<String>,
     #[arg(long)]
     start_cmd: Option<String>,
-    #[arg(long, value_delimiter = ',', default_value = "profile,mixed,crowd,saturation,cold")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "profile,mixed,crowd,saturation,cold"
+    )]
     scenarios: Vec<String>,
     /// Fail (exit 1) when a request failed, an endpoint of the mix got no request or a
     /// fan-out did not complete.
@@ -175,7 +179,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(RunArgs { common: c }) => {
             let data = load(&c.dataset)?;
             let png = rookery_loadgen::workload::png(7)?;
-            let pace = if c.rate > 0.0 { Pace::Open { rate: c.rate } } else { Pace::Closed };
+            let pace = if c.rate > 0.0 {
+                Pace::Open { rate: c.rate }
+            } else {
+                Pace::Closed
+            };
             let report = client::run(
                 RunConfig {
                     target: c.gateway,
@@ -190,17 +198,31 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
             let mut out = std::io::stdout().lock();
-            writeln!(out, "| endpoint | requests | errors | req/s | p50 ms | p95 ms | p99 ms | max ms |")?;
+            writeln!(
+                out,
+                "| endpoint | requests | errors | req/s | p50 ms | p95 ms | p99 ms | max ms |"
+            )?;
             writeln!(out, "|---|---|---|---|---|---|---|---|")?;
             let rows = report.recorder.summaries(report.duration);
             for s in rows.iter().chain([&report.recorder.total(report.duration)]) {
                 writeln!(
                     out,
                     "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} |",
-                    s.endpoint, s.requests, s.errors, s.throughput, s.p50_ms, s.p95_ms, s.p99_ms, s.max_ms
+                    s.endpoint,
+                    s.requests,
+                    s.errors,
+                    s.throughput,
+                    s.p50_ms,
+                    s.p95_ms,
+                    s.p99_ms,
+                    s.max_ms
                 )?;
             }
-            writeln!(out, "\nclient send lag p99 {:.1} ms", report.recorder.send_lag_p99_ms())?;
+            writeln!(
+                out,
+                "\nclient send lag p99 {:.1} ms",
+                report.recorder.send_lag_p99_ms()
+            )?;
         }
         Command::Bench(a) => {
             let c = a.common;
@@ -228,7 +250,7 @@ async fn main() -> anyhow::Result<()> {
                 seed: c.seed,
             };
             let mix = config.mix.clone();
-            let report = Bench::new(config, data).await?.run().await?;
+            let report = Bench::new(config, data).await?.run().await;
             if let Some(path) = a.json {
                 std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
             }

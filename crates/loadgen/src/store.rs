@@ -223,17 +223,23 @@ pub async fn analyze(pool: &PgPool, tables: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Statements executed in database `db` so far, from `pg_stat_statements` (read through
-/// a superuser connection). Transaction control is left out: it is not a query.
-pub async fn statements(admin: &PgPool, db: &str) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar(
-        "SELECT coalesce(sum(s.calls), 0)::bigint
+/// Calls so far of each statement executed in database `db` (query id -> text, calls),
+/// from `pg_stat_statements` (read through a superuser connection). Transaction control
+/// is left out: it is not a query.
+pub async fn statement_calls(
+    admin: &PgPool,
+    db: &str,
+) -> anyhow::Result<std::collections::HashMap<i64, (String, i64)>> {
+    let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+        "SELECT s.queryid, min(s.query), sum(s.calls)::bigint
          FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
          WHERE d.datname = $1 AND s.toplevel
            AND s.query !~* '^\\s*(begin|commit|rollback|set|show|discard)\\M'
-           AND s.query !~* 'pg_stat_statements'",
+           AND s.query !~* 'pg_stat_statements'
+         GROUP BY s.queryid",
     )
     .bind(db)
-    .fetch_one(admin)
-    .await?)
+    .fetch_all(admin)
+    .await?;
+    Ok(rows.into_iter().map(|(id, q, c)| (id, (q, c))).collect())
 }

@@ -425,16 +425,38 @@ pub async fn serve(
     } else {
         StatusCode::OK
     };
-    let body = stream.filter_map(|chunk| async move {
-        match chunk {
-            Ok(md::ReadChunk {
-                part: Some(md::read_chunk::Part::Data(bytes)),
-            }) => Some(Ok(bytes)),
-            Ok(_) => None,
-            // The status line is gone already: cutting the body short is all that is left.
-            Err(s) => Some(Err(std::io::Error::other(s.message().to_owned()))),
-        }
-    });
+    // hyper stops polling a body once Content-Length bytes are out, and dropping a gRPC
+    // stream before its trailers resets it (RST_STREAM). h2 tolerates only so many
+    // resets per connection (1024) before failing it, which under load failed other
+    // reads with it. So the stream is read to its end as soon as the last byte is in.
+    let body = futures::stream::unfold(
+        (stream, header.length),
+        |(mut stream, remaining)| async move {
+            loop {
+                if remaining == 0 {
+                    while stream.next().await.is_some() {}
+                    return None;
+                }
+                match stream.next().await? {
+                    Ok(md::ReadChunk {
+                        part: Some(md::read_chunk::Part::Data(bytes)),
+                    }) => {
+                        let remaining = remaining.saturating_sub(bytes.len() as u64);
+                        if remaining == 0 {
+                            while stream.next().await.is_some() {}
+                        }
+                        return Some((Ok(bytes), (stream, remaining)));
+                    }
+                    Ok(_) => {}
+                    // The status line is gone already: cutting the body short is all that is left.
+                    Err(s) => {
+                        let e = std::io::Error::other(s.message().to_owned());
+                        return Some((Err(e), (stream, 0)));
+                    }
+                }
+            }
+        },
+    );
     Ok((status, common, Body::from_stream(body)).into_response())
 }
 
