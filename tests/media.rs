@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use reqwest::{
     StatusCode,
     multipart::{Form, Part},
@@ -610,4 +611,46 @@ async fn the_s3_store_serves_like_the_local_one() {
     assert_eq!(delete_media(&stack, &token, id).await, StatusCode::OK);
     let res = fetch(&stack, &url, &[]).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+/// Found by the load harness: every file served used to end with the gateway dropping the
+/// media service's stream before its trailers, which resets it; h2 fails a connection
+/// after 1024 such resets, and later reads on it answered 429 or were cut off.
+#[tokio::test]
+async fn thousands_of_file_reads_on_one_connection_all_succeed() {
+    let stack = spawn().await;
+    let app = stack.create_app().await;
+    let (token, _) = stack.account(&app, "reader").await;
+    let media = json_status(
+        upload(&stack, "/api/v2/media", &token, JPEG, "a.jpg", &[]).await,
+        StatusCode::OK,
+    )
+    .await;
+    let path = local(&media["preview_url"]);
+    let expected = fetch(&stack, &path, &[]).await.bytes().await.unwrap();
+    assert!(!expected.is_empty());
+    let reads = 1_500;
+    let failures: Vec<String> = futures::stream::iter(0..reads)
+        .map(|_| {
+            let (stack, path, expected) = (&stack, &path, &expected);
+            async move {
+                let res = fetch(stack, path, &[]).await;
+                let status = res.status();
+                match res.bytes().await {
+                    Ok(body) if status == StatusCode::OK && body == *expected => None,
+                    Ok(body) => Some(format!("{status}, {} bytes", body.len())),
+                    Err(e) => Some(format!("{status}, body cut: {e}")),
+                }
+            }
+        })
+        .buffer_unordered(8)
+        .filter_map(|f| async move { f })
+        .collect()
+        .await;
+    assert!(
+        failures.is_empty(),
+        "{} of {reads} reads failed, e.g. {:?}",
+        failures.len(),
+        failures.first()
+    );
 }

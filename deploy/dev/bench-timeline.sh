@@ -30,8 +30,8 @@ export TIMELINE_CELEBRITY_FOLLOWERS="${TIMELINE_CELEBRITY_FOLLOWERS:-$((FOLLOWER
 HELLO_PORT=18299
 TIMELINE_HTTP_PORT=$((USERS_HTTP_PORT + 1))
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/release"
-cargo build --release -q -p rookery-gateway --example bare_hello
-"$TARGET/examples/bare_hello" "127.0.0.1:$HELLO_PORT" "http://127.0.0.1:$USERS_GRPC_PORT" &
+cargo build --release -q --workspace --bins
+"$TARGET/rookery-loadgen" baseline --listen "127.0.0.1:$HELLO_PORT" --grpc "http://127.0.0.1:$USERS_GRPC_PORT" &
 HELLO_PID=$!
 trap 'kill $HELLO_PID 2>/dev/null || true; deploy/dev/stack.sh stop-bg >/dev/null 2>&1 || true' EXIT
 B="http://127.0.0.1:$GATEWAY_PORT"

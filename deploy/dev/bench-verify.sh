@@ -15,9 +15,9 @@ command -v jq >/dev/null || { [[ $EUID -eq 0 ]] && apt-get install -y -qq jq >/d
 export PROFILE=release ROOKERY_DB=rookery_bench GATEWAY_PORT=18280 USERS_GRPC_PORT=15280 USERS_HTTP_PORT=19280
 HELLO_PORT=18299
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/release"
-cargo build --release -q -p rookery-gateway --example bare_hello
+cargo build --release -q --workspace --bins
 deploy/dev/stack.sh start-bg
-"$TARGET/examples/bare_hello" "127.0.0.1:$HELLO_PORT" &
+"$TARGET/rookery-loadgen" baseline --listen "127.0.0.1:$HELLO_PORT" &
 HELLO_PID=$!
 trap 'kill $HELLO_PID 2>/dev/null || true; deploy/dev/stack.sh stop-bg >/dev/null 2>&1 || true' EXIT
 

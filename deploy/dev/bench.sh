@@ -46,10 +46,9 @@ ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 (($(ulimit -n) > ${CROWD_CONNECTIONS:-10000} + 500)) ||
     log "warning: open files limited to $(ulimit -n); scenario 2 may fail to connect"
 
+# stack.sh builds every binary of the workspace, rookery-loadgen included (building a
+# subset of packages would resolve other features and rebuild half the tree).
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/$([[ $PROFILE == release ]] && echo release || echo debug)"
-PROFILE_FLAG=()
-[[ $PROFILE == release ]] && PROFILE_FLAG=(--release)
-cargo build -q "${PROFILE_FLAG[@]}" -p rookery-loadgen -p rookery-gateway --bins --example bare_hello
 
 BASELINE_PID=""
 cleanup() {
@@ -58,7 +57,7 @@ cleanup() {
 }
 trap cleanup EXIT
 deploy/dev/stack.sh start-bg
-"$TARGET/examples/bare_hello" "127.0.0.1:$BASELINE_PORT" "http://127.0.0.1:$USERS_GRPC_PORT" &
+"$TARGET/rookery-loadgen" baseline --listen "127.0.0.1:$BASELINE_PORT" --grpc "http://127.0.0.1:$USERS_GRPC_PORT" &
 BASELINE_PID=$!
 
 GATEWAY="127.0.0.1:$GATEWAY_PORT"

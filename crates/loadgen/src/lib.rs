@@ -8,9 +8,11 @@
 //!   closed-loop HTTP/1.1 keep-alive connections, to loopback only;
 //! - [`stats`]: HdrHistogram latencies per endpoint;
 //! - [`probe`]: `/metrics` and `/proc` of the stack's processes;
-//! - [`bench`]: the scenarios of `make bench` and their report.
+//! - [`bench`]: the scenarios of `make bench` and their report;
+//! - [`baseline`]: the bare axum and REST → gRPC endpoints the gateway is compared with.
 
 pub mod api;
+pub mod baseline;
 pub mod bench;
 pub mod client;
 pub mod dataset;

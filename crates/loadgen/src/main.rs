@@ -30,6 +30,13 @@ enum Command {
     Run(RunArgs),
     /// The scenarios of `make bench`; prints the report.
     Bench(BenchArgs),
+    /// Serves the bare baselines: `/hello` (axum) and `/hop` (one gRPC health call to GRPC).
+    Baseline {
+        #[arg(long, default_value = "127.0.0.1:18099")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        grpc: String,
+    },
 }
 
 #[derive(Args)]
@@ -95,7 +102,7 @@ struct RunArgs {
 struct BenchArgs {
     #[command(flatten)]
     common: Common,
-    /// The bare axum example (`bare_hello`) serving /hello and /hop.
+    /// `rookery-loadgen baseline`, serving /hello and /hop.
     #[arg(long)]
     baseline: SocketAddr,
     /// `name=host:port` of a process's /metrics (repeat per process).
@@ -223,6 +230,9 @@ async fn main() -> anyhow::Result<()> {
                 "\nclient send lag p99 {:.1} ms",
                 report.recorder.send_lag_p99_ms()
             )?;
+        }
+        Command::Baseline { listen, grpc } => {
+            rookery_loadgen::baseline::serve(listen, grpc).await?
         }
         Command::Bench(a) => {
             let c = a.common;

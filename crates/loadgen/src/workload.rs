@@ -24,7 +24,7 @@ pub enum Endpoint {
     Favourite,
     MediaRead,
     MediaUpload,
-    /// Baselines served by the bare axum example (`bare_hello`), not by the gateway.
+    /// Baselines served by `rookery-loadgen baseline`, not by the gateway.
     Hello,
     Hop,
 }
