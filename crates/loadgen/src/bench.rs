@@ -1042,7 +1042,7 @@ pub fn render(report: &Report) -> String {
         }
         let _ = writeln!(
             out,
-            "\nClient send lag p99 {:.1} ms (near 0: the client kept its schedule); {} reconnects; {:.2} SQL statements per request (all services, background included).\n",
+            "\nSend lag p99 {:.1} ms (how late requests left: their connection still waited for an earlier answer, or the client fell behind); {} reconnects; {:.2} SQL statements per request (all services, background included).\n",
             s.send_lag_p99_ms, s.reconnects, s.statements_per_request
         );
         let _ = writeln!(out, "| cache | lookups | L1 hit | hit |");

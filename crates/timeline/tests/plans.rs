@@ -104,3 +104,34 @@ async fn timeline_statements_are_served_by_indexes() {
         failures.join("\n\n")
     );
 }
+
+/// The viewer's flags are probed per status in every plan. With `EXISTS`, the generic
+/// plan of the prepared statement hashed the subplans, reading all of the viewer's
+/// favourites and statuses for every page: 100× slower for the heaviest users, who are
+/// also the most active (found by the load harness).
+#[tokio::test]
+async fn viewer_flags_are_probed_per_status_even_in_the_generic_plan() {
+    let db = migrated().await;
+    load(&db).await;
+    let mut conn = PgConnection::connect(&db.url).await.unwrap();
+    let (_, sql, args) = statements_for_plans()
+        .into_iter()
+        .find(|(name, _, _)| *name == "viewer flags")
+        .unwrap();
+    let plans = testing::explain(&mut conn, sql, args).await.unwrap();
+    conn.close().await.unwrap();
+    for ((label, _, _), plan) in testing::PLAN_VARIANTS.iter().zip(&plans) {
+        assert!(!plan.contains("hashed SubPlan"), "{label}:\n{plan}");
+        assert!(
+            !plan.contains("Hash"),
+            "{label}: a hash reads whole sets:\n{plan}"
+        );
+        assert!(!plan.contains("Seq Scan"), "{label}:\n{plan}");
+        // One index probe per flag, keyed by the status of the row.
+        let probes = plan
+            .lines()
+            .filter(|l| l.contains("Index Cond") && l.contains("= t.id"))
+            .count();
+        assert_eq!(probes, 4, "{label}:\n{plan}");
+    }
+}

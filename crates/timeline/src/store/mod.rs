@@ -46,17 +46,25 @@ const STATUSES: &str = concat!(
 );
 
 /// What the viewer `$1` did to each of `$2`: one statement for a whole page, each flag an
-/// index probe.
+/// index probe per status. Not `EXISTS (...)`: in the generic plan of a prepared
+/// statement Postgres turns those into hashed subplans that read *all* of the viewer's
+/// favourites and statuses once per page (18.8 ms instead of 0.2 ms for an account with
+/// 10 000 of each, found by the load harness). A LATERAL subquery with LIMIT cannot be
+/// hashed or pulled up: it stays a probe per id.
 const VIEWER_FLAGS: &str = "SELECT t.id,
-        EXISTS (SELECT 1 FROM favourites f WHERE f.account_id = $1 AND f.status_id = t.id)
-            AS favourited,
-        EXISTS (SELECT 1 FROM statuses r WHERE r.account_id = $1 AND r.reblog_of_id = t.id)
-            AS reblogged,
-        EXISTS (SELECT 1 FROM bookmarks b WHERE b.account_id = $1 AND b.status_id = t.id)
-            AS bookmarked,
-        EXISTS (SELECT 1 FROM pins p WHERE p.account_id = $1 AND p.status_id = t.id)
-            AS pinned
-     FROM unnest($2::bigint[]) AS t(id)";
+        fav.hit IS NOT NULL AS favourited,
+        reb.hit IS NOT NULL AS reblogged,
+        bm.hit IS NOT NULL AS bookmarked,
+        pin.hit IS NOT NULL AS pinned
+     FROM unnest($2::bigint[]) AS t(id)
+     LEFT JOIN LATERAL (SELECT 1 AS hit FROM favourites f
+                        WHERE f.account_id = $1 AND f.status_id = t.id LIMIT 1) fav ON true
+     LEFT JOIN LATERAL (SELECT 1 AS hit FROM statuses r
+                        WHERE r.account_id = $1 AND r.reblog_of_id = t.id LIMIT 1) reb ON true
+     LEFT JOIN LATERAL (SELECT 1 AS hit FROM bookmarks b
+                        WHERE b.account_id = $1 AND b.status_id = t.id LIMIT 1) bm ON true
+     LEFT JOIN LATERAL (SELECT 1 AS hit FROM pins p
+                        WHERE p.account_id = $1 AND p.status_id = t.id LIMIT 1) pin ON true";
 
 const INSERT_STATUS: &str = concat!(
     "INSERT INTO statuses (account_id, text, content, spoiler_text, visibility, sensitive,
