@@ -4,12 +4,11 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use http::{Method, Request};
-use http_body_util::{BodyExt, Full};
+use http::{HeaderValue, Method};
+use http_body_util::BodyExt;
 use serde_json::Value;
 
-use crate::client::{Sender, connect};
+use crate::client::{Sender, build_request, connect};
 
 pub struct Api {
     addr: SocketAddr,
@@ -50,22 +49,18 @@ impl Api {
             self.sender = Some(connect(self.addr).await?);
         }
         let sender = self.sender.as_mut().context("no connection")?;
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(HOST, self.addr.to_string());
-        if let Some(token) = token {
-            builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let body = match body {
-            Some((content_type, bytes)) => {
-                builder = builder.header(CONTENT_TYPE, content_type);
-                Full::new(bytes)
-            }
-            None => Full::new(Bytes::new()),
-        };
+        let auth = token
+            .map(|t| HeaderValue::from_str(&format!("Bearer {t}")))
+            .transpose()?;
+        let body = body
+            .map(|(content_type, bytes)| {
+                Ok::<_, http::Error>((HeaderValue::from_str(content_type)?, bytes))
+            })
+            .transpose()?;
+        let host = HeaderValue::from_str(&self.addr.to_string())?;
+        let request = build_request(method, path, host, auth, body)?;
         sender.ready().await?;
-        let response = sender.send_request(builder.body(body)?).await?;
+        let response = sender.send_request(request).await?;
         let status = response.status().as_u16();
         let bytes = response.into_body().collect().await?.to_bytes();
         Ok((status, bytes))

@@ -341,7 +341,7 @@ impl Bench {
     /// whose users were all here this week) and the caches hold what they would.
     async fn prime(&self) -> anyhow::Result<PhaseTotals> {
         struct EachHome {
-            bearer: Vec<String>,
+            bearer: Vec<http::HeaderValue>,
             next: std::sync::atomic::AtomicUsize,
         }
         impl Source for EachHome {
@@ -351,18 +351,18 @@ impl Bench {
                     endpoint: Endpoint::Home,
                     method: Method::GET,
                     path: "/api/v1/timelines/home".into(),
-                    auth: http::HeaderValue::from_str(&self.bearer[i]).ok(),
+                    auth: Some(self.bearer[i].clone()),
                     body: None,
                 }
             }
         }
-        let bearer: Vec<String> = self
+        let bearer = self
             .data
             .accounts
             .iter()
             .chain([&self.data.star])
-            .map(|a| format!("Bearer {}", a.token))
-            .collect();
+            .map(|a| http::HeaderValue::from_str(&format!("Bearer {}", a.token)))
+            .collect::<Result<Vec<_>, _>>()?;
         let n = bearer.len();
         log(&format!("priming: {n} home timelines"));
         let started = Instant::now();
@@ -726,14 +726,15 @@ fn cache_counts(m: &Metrics, cache: &str) -> (f64, f64) {
 
 fn cache_ratios(before: &Snapshot, after: &Snapshot) -> Vec<CacheRatio> {
     let mut out = Vec::new();
+    let empty = Metrics::default();
     let mut names: Vec<&String> = after.metrics.keys().collect();
     names.sort();
     for process in names {
         let a = &after.metrics[process];
-        let b = before.metrics.get(process).cloned().unwrap_or_default();
+        let b = before.metrics.get(process).unwrap_or(&empty);
         for cache in a.label_values("cache_requests_total", "cache") {
             let (ha, la) = cache_counts(a, &cache);
-            let (hb, lb) = cache_counts(&b, &cache);
+            let (hb, lb) = cache_counts(b, &cache);
             let lookups = la - lb;
             if lookups <= 0.0 {
                 continue;
@@ -744,8 +745,8 @@ fn cache_ratios(before: &Snapshot, after: &Snapshot) -> Vec<CacheRatio> {
                     &[("cache", &cache), ("tier", "l1"), ("result", result)],
                 )
             };
-            let l1_hits = l1(a, "hit") - l1(&b, "hit");
-            let l1_lookups = l1_hits + l1(a, "miss") - l1(&b, "miss");
+            let l1_hits = l1(a, "hit") - l1(b, "hit");
+            let l1_lookups = l1_hits + l1(a, "miss") - l1(b, "miss");
             out.push(CacheRatio {
                 process: process.clone(),
                 cache: cache.clone(),
@@ -755,9 +756,9 @@ fn cache_ratios(before: &Snapshot, after: &Snapshot) -> Vec<CacheRatio> {
             });
         }
         // The home feeds in Redis: a read of a feed that is not live rebuilds it.
-        let rebuilds =
-            a.sum("home_feed_rebuilds_total", &[]) - b.sum("home_feed_rebuilds_total", &[]);
         if process == "timeline" {
+            let rebuilds =
+                a.sum("home_feed_rebuilds_total", &[]) - b.sum("home_feed_rebuilds_total", &[]);
             let home = |s: &Snapshot| {
                 s.metrics.get("gateway").map_or(0.0, |m| {
                     m.sum(

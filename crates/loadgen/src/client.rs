@@ -75,6 +75,29 @@ pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
     Ok(sender)
 }
 
+/// A request to `host` (the harness's and the seeding client's alike).
+pub(crate) fn build_request(
+    method: http::Method,
+    path: &str,
+    host: HeaderValue,
+    auth: Option<HeaderValue>,
+    body: Option<(HeaderValue, Bytes)>,
+) -> http::Result<Request<Full<Bytes>>> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(HOST, host);
+    if let Some(auth) = auth {
+        builder = builder.header(AUTHORIZATION, auth);
+    }
+    match body {
+        Some((content_type, bytes)) => builder
+            .header(CONTENT_TYPE, content_type)
+            .body(Full::new(bytes)),
+        None => builder.body(Full::new(Bytes::new())),
+    }
+}
+
 struct Shared {
     config: RunConfig,
     host: HeaderValue,
@@ -200,25 +223,19 @@ async fn send(shared: &Shared, slot: &mut Option<Sender>, req: &Req) -> Outcome 
     let Some(sender) = slot.as_mut() else {
         return Outcome::Io;
     };
-    let mut builder = Request::builder()
-        .method(req.method.clone())
-        .uri(req.path.as_str())
-        .header(HOST, shared.host.clone())
-        // As Mastodon clients do: compression is part of what is measured.
-        .header(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
-    if let Some(auth) = &req.auth {
-        builder = builder.header(AUTHORIZATION, auth.clone());
-    }
-    let body = match &req.body {
-        Some((content_type, bytes)) => {
-            builder = builder.header(CONTENT_TYPE, content_type.clone());
-            Full::new(bytes.clone())
-        }
-        None => Full::new(Bytes::new()),
-    };
-    let Ok(request) = builder.body(body) else {
+    let Ok(mut request) = build_request(
+        req.method.clone(),
+        &req.path,
+        shared.host.clone(),
+        req.auth.clone(),
+        req.body.clone(),
+    ) else {
         return Outcome::Io;
     };
+    // As Mastodon clients do: compression is part of what is measured.
+    request
+        .headers_mut()
+        .insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
     if sender.ready().await.is_err() {
         *slot = None;
         return Outcome::Io;
