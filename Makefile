@@ -41,16 +41,20 @@ test:
 	$(MAKE) --no-print-directory bench-smoke
 
 # Rust unit + integration tests against the dev Postgres/Redis (each test creates its own
-# rookery_test_* database; leftovers of interrupted runs are dropped first). The S3 test
-# runs moto's server from .venv (pyenv.sh).
+# rookery_test_* database; leftovers of interrupted runs are dropped first, and a run drops
+# its own afterwards, pass or fail: a few hundred of them fill gigabytes). The S3 test runs
+# moto's server from .venv (pyenv.sh).
 test-rust:
 	$(DEV)/deps.sh drop-test-dbs
 	$(DEV)/pyenv.sh
+	status=0; \
 	$(WITH_ENV) if cargo nextest --version >/dev/null 2>&1; then \
-		cargo nextest run --workspace --no-tests=warn; \
+		cargo nextest run --workspace --no-tests=warn || status=$$?; \
 	else \
-		cargo test --workspace; \
-	fi
+		cargo test --workspace || status=$$?; \
+	fi; \
+	$(DEV)/deps.sh drop-test-dbs; \
+	exit $$status
 
 # Python client test against a background stack (own ports, own database).
 test-python:
