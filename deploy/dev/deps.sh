@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Project-local Postgres 15 + Redis for development and tests, kept under .data/.
 #
-#   deps.sh [start] [postgres|redis]...   start (default: both), bootstrap roles/schemas,
-#                                         then print `export ...` lines on stdout
-#   deps.sh stop [postgres|redis]...      stop what is running (default: both)
+#   deps.sh [start] [postgres|redis|redis-cluster]...
+#                                         start (default: Postgres and Redis), bootstrap
+#                                         roles/schemas, then print `export ...` lines
+#   deps.sh stop [postgres|redis|redis-cluster]...
+#                                         stop what is running (default: all)
 #   deps.sh status                        say what is running
 #   deps.sh env                           only print the export lines
 #   deps.sh drop-test-dbs                 drop leftover rookery_test_* databases
@@ -336,19 +338,76 @@ stop_redis() {
     die "Redis on port $REDIS_PORT did not stop"
 }
 
+# ---------------------------------------------------------------- Redis Cluster
+
+cluster_node_up() { [[ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]]; }
+cluster_ok() {
+    local port
+    for port in $REDIS_CLUSTER_PORTS; do
+        redis-cli -h 127.0.0.1 -p "$port" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || return 1
+    done
+}
+
+# Three masters, no replicas, no persistence; the bus port is the client port + 100 (the
+# default, + 10000, is past 65535 for these ports); nodes.conf (the slot map) survives restarts,
+# so a stopped cluster comes back as the same cluster.
+start_redis_cluster() {
+    local port i nodes=()
+    ensure_redis_binaries
+    for port in $REDIS_CLUSTER_PORTS; do
+        nodes+=("127.0.0.1:$port")
+        cluster_node_up "$port" && continue
+        mkdir -p "$REDIS_CLUSTER_DIR/$port" "$LOG_DIR" "$RUN_DIR"
+        redis-server --bind 127.0.0.1 --port "$port" --dir "$REDIS_CLUSTER_DIR/$port" \
+            --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+            --cluster-port "$((port + 100))" \
+            --daemonize yes --pidfile "$RUN_DIR/redis-cluster-$port.pid" \
+            --logfile "$LOG_DIR/redis-cluster-$port.log" --save '' --appendonly no >&2
+        for ((i = 0; i < 50; i++)); do
+            cluster_node_up "$port" && break
+            sleep 0.2
+        done
+        cluster_node_up "$port" || die "Redis Cluster node $port did not start; see $LOG_DIR/redis-cluster-$port.log"
+    done
+    if ! cluster_ok; then
+        # A node that knows no other node has never been part of a cluster: create it.
+        if redis-cli -h 127.0.0.1 -p "$REDIS_CLUSTER_BASE" cluster info | grep -q '^cluster_known_nodes:1\b'; then
+            log "creating Redis Cluster on ${nodes[*]}"
+            redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
+        fi
+        for ((i = 0; i < 100; i++)); do
+            cluster_ok && break
+            sleep 0.2
+        done
+        cluster_ok || die "Redis Cluster on ${nodes[*]} is not healthy (redis-cli -p $REDIS_CLUSTER_BASE cluster info)"
+    fi
+    log "Redis Cluster up on ${nodes[*]}"
+}
+
+stop_redis_cluster() {
+    local port
+    for port in $REDIS_CLUSTER_PORTS; do
+        redis-cli -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    done
+}
+
 # ---------------------------------------------------------------- main
 
 cmd="${1:-start}"
 (($# > 0)) && shift
 
-# Components named on the command line, default both.
+# Components named on the command line; start defaults to Postgres and Redis, stop to all.
 COMPONENTS=()
 if [[ $cmd == start || $cmd == stop ]]; then
     for c in "$@"; do
-        [[ $c == postgres || $c == redis ]] || die "unknown component '$c' (postgres|redis)"
+        [[ $c == postgres || $c == redis || $c == redis-cluster ]] ||
+            die "unknown component '$c' (postgres|redis|redis-cluster)"
         COMPONENTS+=("$c")
     done
-    ((${#COMPONENTS[@]} > 0)) || COMPONENTS=(postgres redis)
+    if ((${#COMPONENTS[@]} == 0)); then
+        COMPONENTS=(postgres redis)
+        [[ $cmd == stop ]] && COMPONENTS+=(redis-cluster)
+    fi
 fi
 
 case "$cmd" in
@@ -364,6 +423,7 @@ start)
             fi
             ;;
         redis) start_redis ;;
+        redis-cluster) start_redis_cluster ;;
         esac
     done
     ensure_ffmpeg
@@ -374,12 +434,14 @@ stop)
         case "$c" in
         postgres) stop_postgres ;;
         redis) stop_redis ;;
+        redis-cluster) stop_redis_cluster ;;
         esac
     done
     ;;
 status)
     if pg_is_up; then log "Postgres: up on $PG_HOST:$PG_PORT"; else log "Postgres: down"; fi
     if redis_is_up; then log "Redis: up on 127.0.0.1:$REDIS_PORT"; else log "Redis: down"; fi
+    if cluster_ok; then log "Redis Cluster: up on ports $REDIS_CLUSTER_PORTS"; else log "Redis Cluster: down"; fi
     ;;
 env)
     print_env
@@ -395,6 +457,6 @@ reset-db)
     ensure_database "$1" recreate
     ;;
 *)
-    die "usage: deps.sh [start|stop|status|env|drop-test-dbs|reset-db NAME] [postgres|redis]..."
+    die "usage: deps.sh [start|stop|status|env|drop-test-dbs|reset-db NAME] [postgres|redis|redis-cluster]..."
     ;;
 esac

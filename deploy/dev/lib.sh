@@ -22,6 +22,11 @@ PG_HOST=127.0.0.1
 PG_PORT="${ROOKERY_PG_PORT:-55432}"
 REDIS_PORT="${ROOKERY_REDIS_PORT:-56379}"
 export ROOKERY_PG_PORT="$PG_PORT" ROOKERY_REDIS_PORT="$REDIS_PORT"
+# A three-node Redis Cluster (ports BASE..BASE+2) for the tests of cluster mode; `make run`
+# does not need it.
+REDIS_CLUSTER_BASE="${ROOKERY_REDIS_CLUSTER_PORT:-56380}"
+REDIS_CLUSTER_PORTS="$REDIS_CLUSTER_BASE $((REDIS_CLUSTER_BASE + 1)) $((REDIS_CLUSTER_BASE + 2))"
+REDIS_CLUSTER_DIR="$DATA/redis-cluster"
 
 # DEV ONLY credentials: a loopback-only throwaway cluster. Never reuse them anywhere else.
 PG_ADMIN_USER=rookery_admin
@@ -47,6 +52,13 @@ for _svc in $SERVICES; do
 done
 unset _svc
 export REDIS_URL="redis://127.0.0.1:${REDIS_PORT}/0"
+# Seed nodes of the test cluster, in the format of REDIS_CLUSTER_NODES.
+ROOKERY_TEST_REDIS_CLUSTER_NODES=""
+for _port in $REDIS_CLUSTER_PORTS; do
+    ROOKERY_TEST_REDIS_CLUSTER_NODES+="${ROOKERY_TEST_REDIS_CLUSTER_NODES:+,}redis://127.0.0.1:${_port}"
+done
+unset _port
+export ROOKERY_TEST_REDIS_CLUSTER_NODES
 # Superuser URL the Rust tests use to create/drop their own rookery_test_* databases.
 export ROOKERY_TEST_ADMIN_URL="postgres://${PG_ADMIN_USER}:${PG_ADMIN_PASSWORD}@${PG_HOST}:${PG_PORT}/postgres"
 
@@ -58,6 +70,7 @@ print_env() {
         printf 'export %s=%s\n' "$var" "${!var}"
     done
     printf 'export REDIS_URL=%s\n' "$REDIS_URL"
+    printf 'export ROOKERY_TEST_REDIS_CLUSTER_NODES=%s\n' "$ROOKERY_TEST_REDIS_CLUSTER_NODES"
     printf 'export ROOKERY_TEST_ADMIN_URL=%s\n' "$ROOKERY_TEST_ADMIN_URL"
 }
 

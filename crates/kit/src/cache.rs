@@ -83,7 +83,7 @@ impl CacheHub {
             let mut backoff = Duration::from_millis(100);
             while !shutdown.is_cancelled() {
                 let connect = tokio::time::timeout(Duration::from_secs(2), async {
-                    let mut pubsub = redis.client().get_async_pubsub().await?;
+                    let mut pubsub = redis.pubsub_client().get_async_pubsub().await?;
                     pubsub.subscribe(&hub.channel).await?;
                     Ok::<_, ::redis::RedisError>(pubsub)
                 });
@@ -159,7 +159,7 @@ impl CacheHub {
     /// data another process caches (e.g. tokens cached by the gateway).
     pub async fn broadcast(&self, name: &str, keys: &[String]) {
         let Some(redis) = &self.redis else { return };
-        let mut pipe = ::redis::pipe();
+        let mut pipe = crate::redis::pipe();
         for key in keys {
             pipe.cmd("PUBLISH")
                 .arg(&self.channel)
@@ -452,7 +452,7 @@ impl<V: Message + Default + Clone + Send + Sync + 'static> TieredCache<V> {
         let Some((redis, ttl)) = self.l2().filter(|_| !entries.is_empty()) else {
             return;
         };
-        let mut pipe = ::redis::pipe();
+        let mut pipe = crate::redis::pipe();
         for (key, v) in entries {
             pipe.cmd("SET")
                 .arg(self.l2_key(redis, key))

@@ -90,26 +90,49 @@ pub struct RedisConfig {
     pub timeout: Duration,
     /// Pool size: `REDIS_POOL_SIZE` (default 32).
     pub pool_size: usize,
+    /// Seed nodes of a Redis Cluster: `REDIS_CLUSTER_NODES`, comma-separated URLs
+    /// (`redis://redis-0.redis:6379,redis://redis-1.redis:6379`). When set, the process
+    /// talks to the cluster (slot routing, redirects, failover) and `url` is not used.
+    pub cluster_nodes: Vec<String>,
 }
 
 impl RedisConfig {
-    /// Reads `REDIS_URL`, `REDIS_PREFIX`, `REDIS_TIMEOUT_MS`, `REDIS_POOL_SIZE`.
+    /// Reads `REDIS_URL`, `REDIS_PREFIX`, `REDIS_TIMEOUT_MS`, `REDIS_POOL_SIZE`,
+    /// `REDIS_CLUSTER_NODES`.
     pub fn from_env() -> Result<Self> {
         Ok(Self {
             url: env_or("REDIS_URL", DEFAULT_REDIS_URL),
             prefix: env_or("REDIS_PREFIX", "rk"),
             timeout: env_millis("REDIS_TIMEOUT_MS", 100)?,
             pool_size: env_parse("REDIS_POOL_SIZE", 32)?,
+            cluster_nodes: node_list(&env_or("REDIS_CLUSTER_NODES", "")),
         })
     }
 
-    /// Settings for `url` and `prefix` with the defaults above (tests, tools).
+    /// Settings for `url` and `prefix` with the defaults above (tests, tools). A
+    /// comma-separated list of node URLs means a Redis Cluster.
     pub fn for_url(url: impl Into<String>, prefix: impl Into<String>) -> Self {
+        let url = url.into();
+        let cluster_nodes = if url.contains(',') {
+            node_list(&url)
+        } else {
+            Vec::new()
+        };
         Self {
-            url: url.into(),
+            url,
             prefix: prefix.into(),
             timeout: Duration::from_millis(100),
             pool_size: 32,
+            cluster_nodes,
         }
     }
+}
+
+fn node_list(nodes: &str) -> Vec<String> {
+    nodes
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect()
 }

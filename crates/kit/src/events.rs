@@ -14,7 +14,7 @@
 use std::{sync::Arc, time::Duration};
 
 use ::redis::{
-    AsyncConnectionConfig, Value,
+    Value,
     streams::{StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply},
 };
 use sqlx::{PgConnection, PgPool};
@@ -154,7 +154,7 @@ pub async fn relay_once(pool: &PgPool, redis: &Redis, service: &'static str) -> 
         return Ok(0);
     }
     let stream = Outbox::stream_key(redis, service);
-    let mut pipe = ::redis::pipe();
+    let mut pipe = crate::redis::pipe();
     for row in &rows {
         let cmd = pipe
             .cmd("XADD")
@@ -324,7 +324,7 @@ impl Consumer {
     /// Reads new entries, waiting up to `block` for some on a dedicated connection.
     pub async fn read(
         &self,
-        conn: &mut ::redis::aio::MultiplexedConnection,
+        conn: &mut crate::redis::Connection,
         block: Duration,
     ) -> Result<Vec<Event>> {
         let options = StreamReadOptions::default()
@@ -352,15 +352,10 @@ impl Consumer {
     }
 
     /// Opens the connection for blocking reads (its response timeout allows for `block`).
-    pub async fn connect(&self, block: Duration) -> Result<::redis::aio::MultiplexedConnection> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.redis.timeout().max(Duration::from_secs(1))))
-            .set_response_timeout(Some(block + Duration::from_secs(2)));
-        Ok(self
-            .redis
-            .client()
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?)
+    pub async fn connect(&self, block: Duration) -> Result<crate::redis::Connection> {
+        self.redis
+            .blocking_connection(block + Duration::from_secs(2))
+            .await
     }
 
     /// Processes events until `shutdown`: stuck entries first, then new ones. An event is

@@ -58,7 +58,7 @@ impl RateLimit {
         let window = self.window.as_secs();
         let epoch = now / window;
         let key = self.key(subject, epoch);
-        let mut pipe = redis::pipe();
+        let mut pipe = crate::redis::pipe();
         pipe.cmd("SET")
             .arg(&key)
             .arg(0)
@@ -85,7 +85,7 @@ impl RateLimit {
         let key = self.key(subject, decision.window);
         // If the window's key expired meanwhile, recreate it with its expiry rather than
         // leave a DECR-made key that never expires.
-        let mut pipe = redis::pipe();
+        let mut pipe = crate::redis::pipe();
         pipe.cmd("SET")
             .arg(&key)
             .arg(0)

@@ -106,7 +106,7 @@ pub async fn publish(redis: &Redis, channels: &[String], message: &Message) -> R
         return Ok(());
     }
     let payload = message.encode();
-    let mut pipe = ::redis::pipe();
+    let mut pipe = crate::redis::pipe();
     for channel in channels {
         pipe.cmd("PUBLISH").arg(channel).arg(&payload).ignore();
     }
@@ -118,7 +118,7 @@ pub async fn publish_each(redis: &Redis, messages: &[(String, Message)]) -> Resu
     if messages.is_empty() {
         return Ok(());
     }
-    let mut pipe = ::redis::pipe();
+    let mut pipe = crate::redis::pipe();
     for (channel, message) in messages {
         pipe.cmd("PUBLISH")
             .arg(channel)

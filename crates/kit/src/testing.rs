@@ -19,6 +19,16 @@ pub fn redis_url() -> String {
     env_or("REDIS_URL", DEFAULT_REDIS_URL)
 }
 
+/// Seed nodes of the local test Redis Cluster (`ROOKERY_TEST_REDIS_CLUSTER_NODES`,
+/// started by `deps.sh start redis-cluster`), comma-separated: what
+/// [`RedisConfig::for_url`](crate::config::RedisConfig::for_url) takes for a cluster.
+pub fn redis_cluster_nodes() -> String {
+    env_or(
+        "ROOKERY_TEST_REDIS_CLUSTER_NODES",
+        "redis://127.0.0.1:56380,redis://127.0.0.1:56381,redis://127.0.0.1:56382",
+    )
+}
+
 /// A unique Redis key prefix for one test.
 pub fn redis_prefix() -> String {
     format!("test:{}", uuid::Uuid::new_v4().simple())

@@ -151,7 +151,7 @@ async fn relay_all(pool: &PgPool, redis: &Redis, expected: usize) {
 /// Reads with `consumer` until `n` events arrived (or fails after 5 s).
 async fn read_n(
     consumer: &Consumer,
-    conn: &mut ::redis::aio::MultiplexedConnection,
+    conn: &mut rookery_kit::redis::Connection,
     n: usize,
 ) -> Vec<Event> {
     let deadline = Instant::now() + Duration::from_secs(5);

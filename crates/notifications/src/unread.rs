@@ -150,10 +150,11 @@ impl Unread {
     /// new notifications wrote meanwhile).
     pub async fn load(&self, account: i64, marker: i64, entries: &[Entry]) -> Result<()> {
         let recent = self.key(account, "recent");
-        let mut pipe = redis::pipe();
+        let mut pipe = rookery_kit::redis::pipe();
         if !entries.is_empty() {
             let members: Vec<(i64, String)> = entries.iter().map(|e| (e.id, e.member())).collect();
-            pipe.zadd_multiple(&recent, &members).ignore();
+            // Score, member pairs.
+            pipe.cmd("ZADD").arg(&recent).arg(&members).ignore();
         }
         pipe.cmd("ZREMRANGEBYRANK")
             .arg(&recent)
@@ -179,10 +180,13 @@ impl Unread {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        let mut pipe = rookery_kit::redis::pipe();
         for (account, e) in entries {
             let recent = self.key(*account, "recent");
-            pipe.zadd(&recent, e.member(), e.id)
+            pipe.cmd("ZADD")
+                .arg(&recent)
+                .arg(e.id)
+                .arg(e.member())
                 .ignore()
                 .cmd("ZREMRANGEBYRANK")
                 .arg(&recent)

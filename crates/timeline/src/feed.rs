@@ -19,8 +19,12 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use redis::{Pipeline, Script};
-use rookery_kit::{Error as KitError, redis::Redis, streaming};
+use redis::Script;
+use rookery_kit::{
+    Error as KitError,
+    redis::{Pipeline, Redis},
+    streaming,
+};
 
 use crate::Result;
 
@@ -167,7 +171,7 @@ impl Feeds {
     /// keeps the feed alive: one round trip.
     pub async fn read(&self, account: i64, range: &Range) -> Result<Read> {
         let live = self.key(account, "live");
-        let mut pipe = redis::pipe();
+        let mut pipe = rookery_kit::redis::pipe();
         Self::range_cmd(&mut pipe, &self.key(account, "feed"), range);
         pipe.cmd("SMEMBERS").arg(self.key(account, "celebs"));
         pipe.cmd("SMEMBERS").arg(self.key(account, "blocks"));
@@ -196,7 +200,7 @@ impl Feeds {
         if authors.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
+        let mut pipe = rookery_kit::redis::pipe();
         for author in authors {
             Self::range_cmd(&mut pipe, &self.author_key(*author), range);
         }
@@ -209,7 +213,7 @@ impl Feeds {
         &self,
         account: i64,
     ) -> Result<(Option<HashSet<i64>>, Option<HashSet<i64>>)> {
-        let mut pipe = redis::pipe();
+        let mut pipe = rookery_kit::redis::pipe();
         pipe.cmd("SMEMBERS").arg(self.key(account, "blocks"));
         pipe.cmd("SMEMBERS").arg(self.key(account, "mutes"));
         let (blocks, mutes): (Vec<i64>, Vec<i64>) = self.redis.pipe(&pipe).await?;
@@ -218,7 +222,7 @@ impl Feeds {
 
     /// Caches the viewer's filters (for an hour at most: events drop them on change).
     pub async fn store_filters(&self, account: i64, blocks: &[i64], mutes: &[i64]) -> Result<()> {
-        let mut pipe = redis::pipe();
+        let mut pipe = rookery_kit::redis::pipe();
         for (part, ids) in [("blocks", blocks), ("mutes", mutes)] {
             let key = self.key(account, part);
             pipe.cmd("DEL").arg(&key).ignore();
@@ -245,7 +249,7 @@ impl Feeds {
         let feed = self.key(account, "feed");
         let reblogs = self.key(account, "reblogs");
         let celeb_key = self.key(account, "celebs");
-        let mut pipe = redis::pipe();
+        let mut pipe = rookery_kit::redis::pipe();
         let (originals, kept) = dedup_reblogs(entries);
         if !kept.is_empty() {
             let cmd = pipe.cmd("ZADD").arg(&feed);
@@ -315,7 +319,7 @@ impl Feeds {
             return Ok(0);
         }
         let payload = announce.map(streaming::Message::encode).unwrap_or_default();
-        let mut pipe = redis::pipe();
+        let mut pipe = rookery_kit::redis::pipe();
         for (account, entry) in pairs {
             let original = entry.reblog_of.map(|o| o.to_string()).unwrap_or_default();
             let channel = match announce {
@@ -354,7 +358,7 @@ impl Feeds {
         if accounts.is_empty() || ids.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        let mut pipe = rookery_kit::redis::pipe();
         for account in accounts {
             pipe.cmd("ZREM")
                 .arg(self.key(*account, "feed"))
@@ -392,7 +396,7 @@ impl Feeds {
         if accounts.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        let mut pipe = rookery_kit::redis::pipe();
         for account in accounts {
             let key = self.key(*account, "celebs");
             if on {
@@ -426,7 +430,7 @@ impl Feeds {
     /// a celebrity yet (the caller then tells the followers' feeds).
     pub async fn push_author(&self, author: i64, id: i64) -> Result<bool> {
         let key = self.author_key(author);
-        let mut pipe = redis::pipe();
+        let mut pipe = rookery_kit::redis::pipe();
         pipe.cmd("SADD").arg(self.celebrities_key()).arg(author);
         pipe.cmd("ZADD").arg(&key).arg(id).arg(id).ignore();
         pipe.cmd("ZREMRANGEBYRANK")

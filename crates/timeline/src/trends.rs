@@ -9,7 +9,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use redis::Pipeline;
+use rookery_kit::redis::Pipeline;
 use rookery_kit::redis::Redis;
 use rookery_proto::timeline::v1 as pb;
 
@@ -94,7 +94,7 @@ impl Trends {
             return Ok(());
         }
         let day = at_ms.div_euclid(DAY_MS);
-        let mut pipe = redis::pipe();
+        let mut pipe = rookery_kit::redis::pipe();
         for tag in tags {
             let uses = self.day_key(tag, day, "uses");
             let accounts = self.day_key(tag, day, "accounts");
@@ -113,7 +113,7 @@ impl Trends {
 
     /// Records a favourite or reblog of public status `id` at `at_ms`.
     pub async fn record_status(&self, id: i64, at_ms: i64) -> Result<()> {
-        let mut pipe = redis::pipe();
+        let mut pipe = rookery_kit::redis::pipe();
         self.bump(&mut pipe, Kind::Statuses, &id.to_string(), at_ms);
         Ok(self.redis.pipe::<()>(&pipe).await?)
     }
@@ -121,7 +121,7 @@ impl Trends {
     /// Forgets a deleted status.
     pub async fn remove_status(&self, id: i64, now_ms: i64) -> Result<()> {
         let week = now_ms.div_euclid(WEEK_MS);
-        let mut pipe = redis::pipe();
+        let mut pipe = rookery_kit::redis::pipe();
         for w in [week, week - 1] {
             pipe.cmd("ZREM")
                 .arg(self.key(Kind::Statuses, w))
@@ -135,7 +135,7 @@ impl Trends {
         let now = chrono::Utc::now().timestamp_millis();
         let week = now.div_euclid(WEEK_MS);
         let take = (offset + limit) as i64;
-        let mut pipe = redis::pipe();
+        let mut pipe = rookery_kit::redis::pipe();
         for w in [week, week - 1] {
             pipe.cmd("ZRANGE")
                 .arg(self.key(kind, w))
@@ -185,7 +185,7 @@ impl Trends {
             return Ok(HashMap::new());
         }
         let today = chrono::Utc::now().timestamp_millis().div_euclid(DAY_MS);
-        let mut pipe = redis::pipe();
+        let mut pipe = rookery_kit::redis::pipe();
         for tag in tags {
             for day in (today - HISTORY_DAYS + 1..=today).rev() {
                 pipe.cmd("GET").arg(self.day_key(tag, day, "uses"));

@@ -226,8 +226,8 @@ impl Hub {
         tokio::spawn(async move {
             let mut backoff = MIN_BACKOFF;
             while !shutdown.is_cancelled() {
-                let connect =
-                    tokio::time::timeout(COMMAND_TIMEOUT, hub.redis.client().get_async_pubsub());
+                let client = hub.redis.pubsub_client();
+                let connect = tokio::time::timeout(COMMAND_TIMEOUT, client.get_async_pubsub());
                 let pubsub = match connect.await {
                     Ok(Ok(p)) => p,
                     failure => {
