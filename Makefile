@@ -5,6 +5,8 @@
 #                    a smoke run of the load harness
 #   make bench       the load harness's scenarios on release builds; prints the report
 #                    (docs/PERFORMANCE.md)
+#   make k8s-check   render every kustomize overlay and validate it (Kubernetes 1.32 schemas)
+#   make obs-check   promtool check/test of the alert rules and scrape config, dashboard JSON
 #   make fmt/lint    cargo fmt / cargo clippy -D warnings
 #   make clean-data  stop Postgres + Redis and delete .data/ (all local data)
 
@@ -17,7 +19,7 @@ DEV := deploy/dev
 # Exports USERS_DATABASE_URL, REDIS_URL, ROOKERY_TEST_ADMIN_URL, ... for the next command.
 WITH_ENV := source $(DEV)/lib.sh &&
 
-.PHONY: help run deps stop test test-rust test-python bench bench-smoke build fmt lint clean-data
+.PHONY: help run deps stop test test-rust test-python bench bench-smoke k8s-check obs-check build fmt lint clean-data
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -32,8 +34,10 @@ stop:
 	$(DEV)/deps.sh stop
 
 test:
-	$(DEV)/deps.sh start
+	$(DEV)/deps.sh start postgres redis redis-cluster
 	cargo fmt --all -- --check
+	$(MAKE) --no-print-directory k8s-check
+	$(MAKE) --no-print-directory obs-check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo build --workspace --bins
 	$(MAKE) --no-print-directory test-rust
@@ -45,6 +49,7 @@ test:
 # its own afterwards, pass or fail: a few hundred of them fill gigabytes). The S3 test runs
 # moto's server from .venv (pyenv.sh).
 test-rust:
+	$(DEV)/deps.sh start postgres redis redis-cluster >/dev/null
 	$(DEV)/deps.sh drop-test-dbs
 	$(DEV)/pyenv.sh
 	status=0; \
@@ -67,6 +72,15 @@ bench:
 # A few seconds of every endpoint on a tiny instance; fails on any error.
 bench-smoke:
 	$(DEV)/bench.sh smoke
+
+# The manifests under k8s/: every overlay rendered and validated (kubectl, kubernetes-validate).
+k8s-check:
+	deploy/k8s-check.sh
+
+# Observability assets under deploy/observability/ (promtool installed when missing).
+obs-check:
+	$(DEV)/deps.sh tools
+	deploy/observability/check.sh
 
 build:
 	cargo build --workspace --bins

@@ -8,6 +8,7 @@
 #                                         stop what is running (default: all)
 #   deps.sh status                        say what is running
 #   deps.sh env                           only print the export lines
+#   deps.sh tools                         install test-only tools (promtool) when missing
 #   deps.sh drop-test-dbs                 drop leftover rookery_test_* databases
 #   deps.sh reset-db NAME                 drop and recreate database NAME with service schemas
 #
@@ -81,6 +82,19 @@ ensure_ffmpeg() {
         (apt_install ffmpeg) || log "warning: ffmpeg could not be installed; video uploads will be refused"
     else
         log "warning: ffmpeg is missing (apt-get install ffmpeg); video uploads will be refused"
+    fi
+}
+
+# promtool (Debian package prometheus) checks the alert rules and the scrape config in
+# make test; without it those checks are skipped with a notice, so this only warns.
+ensure_promtool() {
+    command -v promtool >/dev/null 2>&1 && return 0
+    wait_for_apt
+    command -v promtool >/dev/null 2>&1 && return 0
+    if ((EUID == 0)) && command -v apt-get >/dev/null 2>&1; then
+        (apt_install prometheus) || log "warning: prometheus (promtool) could not be installed; rule checks will be skipped"
+    else
+        log "warning: promtool is missing (apt-get install prometheus); rule checks will be skipped"
     fi
 }
 
@@ -446,6 +460,9 @@ status)
 env)
     print_env
     ;;
+tools)
+    ensure_promtool
+    ;;
 drop-test-dbs)
     pg_is_up || die "Postgres is not running (deps.sh start)"
     drop_test_databases
@@ -457,6 +474,6 @@ reset-db)
     ensure_database "$1" recreate
     ;;
 *)
-    die "usage: deps.sh [start|stop|status|env|drop-test-dbs|reset-db NAME] [postgres|redis|redis-cluster]..."
+    die "usage: deps.sh [start|stop|status|env|tools|drop-test-dbs|reset-db NAME] [postgres|redis|redis-cluster]..."
     ;;
 esac
