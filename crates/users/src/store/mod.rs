@@ -396,7 +396,9 @@ impl Store {
         .await?)
     }
 
-    /// Accounts by id, in one query; unknown ids are left out.
+    /// Accounts by id, in one query; unknown ids are left out. From the primary: this
+    /// fills the accounts cache, which a write has just invalidated, and a lagging
+    /// replica's row would be cached (and served everywhere) until its TTL.
     pub async fn accounts_by_ids(&self, ids: &[i64]) -> Result<Vec<AccountRow>> {
         Ok(sqlx::query_as(concat!(
             "SELECT ",
@@ -404,7 +406,7 @@ impl Store {
             " FROM accounts WHERE id = ANY($1)"
         ))
         .bind(ids)
-        .fetch_all(self.db.replica())
+        .fetch_all(self.db.primary())
         .await?)
     }
 

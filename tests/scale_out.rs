@@ -1,13 +1,15 @@
-//! The whole stack on a Redis Cluster (`REDIS_CLUSTER_NODES`): the three-node cluster
-//! `deps.sh start redis-cluster` runs. Every service and the gateway talk to it: feeds and
-//! their fan-out, the two-tier caches and their invalidations, events between services,
-//! notifications and their unread counts, blocks.
+//! Scaling past one machine, end to end:
+//! - the whole stack on a Redis Cluster (`REDIS_CLUSTER_NODES`; the three-node cluster
+//!   `deps.sh start redis-cluster` runs): feeds and their fan-out, the two-tier caches and
+//!   their invalidations, events between services, notifications and unread counts, blocks;
+//! - read replicas (`*_DATABASE_READ_URL`) that lag: lag-tolerant lists come from the
+//!   replica, and caches are never filled from it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
-use rookery_e2e::{Stack, eventually, json_ok, spawn_with_redis};
+use rookery_e2e::{Stack, eventually, json_ok, spawn_full, spawn_with_redis};
 use rookery_kit::testing;
 use serde_json::Value;
 
@@ -140,4 +142,64 @@ async fn a_social_day_on_a_redis_cluster() {
     .expect("a blocked account's post stayed in the blocker's follower's home");
     // bob still sees it.
     wait_in_home(&stack, &bob, &id).await;
+}
+
+/// A "replica" that never catches up: an empty copy of `service`'s schema.
+async fn stale_replica(service: &str) -> String {
+    let db = testing::database(service).await.unwrap();
+    let prefix = testing::redis_prefix();
+    match service {
+        "users" => rookery_users::migrate(&rookery_users::Config::for_tests(
+            &db.url,
+            &testing::redis_url(),
+            &prefix,
+        ))
+        .await
+        .unwrap(),
+        "timeline" => rookery_timeline::migrate(&rookery_timeline::Config::for_tests(
+            &db.url,
+            &testing::redis_url(),
+            &prefix,
+            "http://127.0.0.1:1",
+        ))
+        .await
+        .unwrap(),
+        other => panic!("no replica for {other}"),
+    }
+    db.url
+}
+
+#[tokio::test]
+async fn lagging_replicas_serve_lists_and_never_fill_caches() {
+    let users_replica = stale_replica("users").await;
+    let timeline_replica = stale_replica("timeline").await;
+    let stack = spawn_full(
+        &testing::redis_url(),
+        |users| users.database.read_url = Some(users_replica),
+        |timeline| timeline.database.read_url = Some(timeline_replica),
+        |_| {},
+    )
+    .await;
+    let app = stack.create_app().await;
+    let (alice, alice_id) = stack.account(&app, "alice").await;
+
+    // The account exists only on the primary: lookups by id fill the accounts cache from
+    // the primary, so a fresh account is found (and cached) at once.
+    let account = stack.account_json(&alice_id).await;
+    assert_eq!(account["id"], alice_id.as_str());
+    let post = json_ok(
+        stack
+            .post_form("/api/v1/statuses", Some(&alice), &[("status", "fresh")])
+            .await,
+    )
+    .await;
+    let id = post["id"].as_str().unwrap();
+    // The status itself (a cache fill) comes from the primary...
+    let fetched = json_ok(stack.get(&format!("/api/v1/statuses/{id}"), None).await).await;
+    assert_eq!(fetched["content"], "<p>fresh</p>");
+    assert_eq!(fetched["account"]["id"], alice_id.as_str());
+    // ...while the public timeline, a lag-tolerant list, is read from the replica, which
+    // has not seen it.
+    let public = json_ok(stack.get("/api/v1/timelines/public", None).await).await;
+    assert_eq!(public, serde_json::json!([]));
 }
