@@ -138,6 +138,9 @@ pub async fn relay_once(pool: &PgPool, redis: &Redis, service: &'static str) -> 
     .fetch_one(&mut *tx)
     .await?;
     if !leader {
+        // The leader reports the lag. A value left here from this replica's last turn as
+        // leader would stay forever and keep a lag alert (max over replicas) firing.
+        metrics::gauge!("outbox_lag_seconds", "service" => service).set(0.0);
         return Ok(0);
     }
     let rows: Vec<OutboxRow> = sqlx::query_as(

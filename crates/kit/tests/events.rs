@@ -564,3 +564,49 @@ async fn spawned_consumer_retries_a_failed_event() {
     );
     assert_eq!(attempts[0], attempts[1]);
 }
+
+/// `outbox_lag_seconds{service="svc"}` as this process exports it.
+fn exported_lag() -> Option<f64> {
+    rookery_kit::telemetry::metrics_handle()
+        .render()
+        .lines()
+        .find_map(|line| line.strip_prefix("outbox_lag_seconds{service=\"svc\"} "))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_replica_that_is_not_the_relay_leader_reports_no_lag() {
+    // Installs the process's recorder before anything is measured.
+    rookery_kit::telemetry::metrics_handle();
+    let (db, _) = setup().await;
+    let outbox = Outbox::new(SERVICE);
+    enqueue_committed(db.primary(), &outbox, &[sent(1)]).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // As leader with Redis down, this replica sees the event waiting and reports its age.
+    assert!(
+        events::relay_once(db.primary(), &dead_redis(), SERVICE)
+            .await
+            .is_err()
+    );
+    let lag = exported_lag().expect("lag exported");
+    assert!(lag >= 0.05, "the waiting event's age: {lag}");
+
+    // Another replica takes the relay lock: this one must stop reporting its old value.
+    let mut other = db.primary().begin().await.unwrap();
+    let locked: bool = sqlx::query_scalar(
+        "SELECT pg_try_advisory_xact_lock(hashtext('rookery.outbox.' || current_schema()))",
+    )
+    .fetch_one(&mut *other)
+    .await
+    .unwrap();
+    assert!(locked);
+    assert_eq!(
+        events::relay_once(db.primary(), &dead_redis(), SERVICE)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(exported_lag(), Some(0.0));
+    other.rollback().await.unwrap();
+}
