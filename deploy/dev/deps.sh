@@ -71,32 +71,28 @@ ensure_pg_binaries() {
     have_pg_binaries || die "Postgres 15 binaries not found in $PG_BIN after installing postgresql-15"
 }
 
-# ffmpeg: the media service transcodes video and animated GIFs with it. Without it video
-# uploads are refused with a clear 422 and images still work, so a machine where it
-# cannot be installed only warns.
-ensure_ffmpeg() {
-    command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 && return 0
+# ensure_optional CMD PACKAGE CONSEQUENCE: installs PACKAGE when CMD is missing, and only
+# warns (saying CONSEQUENCE) when it cannot: the stack runs without these tools.
+ensure_optional() {
+    local cmd=$1 pkg=$2 consequence=$3
+    command -v "$cmd" >/dev/null 2>&1 && return 0
     wait_for_apt
-    command -v ffmpeg >/dev/null 2>&1 && return 0
+    command -v "$cmd" >/dev/null 2>&1 && return 0
     if ((EUID == 0)) && command -v apt-get >/dev/null 2>&1; then
-        (apt_install ffmpeg) || log "warning: ffmpeg could not be installed; video uploads will be refused"
+        (apt_install "$pkg") || log "warning: $pkg could not be installed; $consequence"
     else
-        log "warning: ffmpeg is missing (apt-get install ffmpeg); video uploads will be refused"
+        log "warning: $cmd is missing (apt-get install $pkg); $consequence"
     fi
 }
 
+# ffmpeg: the media service transcodes video and animated GIFs with it (ffprobe comes in
+# the same package). Without it video uploads are refused with a clear 422 and images
+# still work.
+ensure_ffmpeg() { ensure_optional ffprobe ffmpeg "video uploads will be refused"; }
+
 # promtool (Debian package prometheus) checks the alert rules and the scrape config in
-# make test; without it those checks are skipped with a notice, so this only warns.
-ensure_promtool() {
-    command -v promtool >/dev/null 2>&1 && return 0
-    wait_for_apt
-    command -v promtool >/dev/null 2>&1 && return 0
-    if ((EUID == 0)) && command -v apt-get >/dev/null 2>&1; then
-        (apt_install prometheus) || log "warning: prometheus (promtool) could not be installed; rule checks will be skipped"
-    else
-        log "warning: promtool is missing (apt-get install prometheus); rule checks will be skipped"
-    fi
-}
+# make test; without it those checks are skipped with a notice.
+ensure_promtool() { ensure_optional promtool prometheus "rule checks will be skipped"; }
 
 ensure_redis_binaries() {
     have_redis_binaries && return 0
