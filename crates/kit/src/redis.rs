@@ -404,44 +404,28 @@ impl Pipeline {
         self
     }
 
-    /// Adds a prepared command.
-    pub fn add_command(&mut self, cmd: Cmd) -> &mut Self {
-        self.inner.add_command(cmd);
-        self.ignored.push(false);
-        self
-    }
-
-    /// Number of commands.
-    pub fn len(&self) -> usize {
-        self.ignored.len()
-    }
-
-    /// Whether there is no command.
-    pub fn is_empty(&self) -> bool {
-        self.ignored.is_empty()
-    }
-
     async fn query_cluster<T: FromRedisValue>(
         &self,
         conn: ClusterConnection,
     ) -> redis::RedisResult<T> {
         let cmds: Vec<&Cmd> = self.inner.cmd_iter().collect();
+        let slots: Vec<Option<Slot>> = cmds.iter().map(|cmd| key_slot(cmd)).collect();
         let mut replies: Vec<Option<Value>> = vec![None; cmds.len()];
         let mut start = 0;
         while start < cmds.len() {
-            if key_slot(cmds[start]).is_none() {
+            if slots[start].is_none() {
                 let mut c = conn.clone();
                 replies[start] = Some(cmds[start].query_async(&mut c).await?);
                 start += 1;
                 continue;
             }
             let end = (start..cmds.len())
-                .find(|&i| key_slot(cmds[i]).is_none())
+                .find(|&i| slots[i].is_none())
                 .unwrap_or(cmds.len());
             let mut groups: HashMap<Slot, Vec<usize>> = HashMap::new();
-            for (i, cmd) in cmds.iter().enumerate().take(end).skip(start) {
-                if let Some(slot) = key_slot(cmd) {
-                    groups.entry(slot).or_default().push(i);
+            for (i, slot) in slots.iter().enumerate().take(end).skip(start) {
+                if let Some(slot) = slot {
+                    groups.entry(*slot).or_default().push(i);
                 }
             }
             let runs = groups.into_values().map(|indices| {
