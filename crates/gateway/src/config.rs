@@ -1,6 +1,8 @@
 //! Configuration of the gateway, from environment variables.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, str::FromStr, time::Duration};
+
+use ipnet::IpNet;
 
 use rookery_kit::{
     Result,
@@ -53,6 +55,149 @@ pub struct Config {
     pub account_cache_capacity: u64,
     /// The streaming API.
     pub streaming: StreamingConfig,
+    /// API requests handled at once; more are refused at once with 503 so that an
+    /// overload sheds load instead of queueing it: `GATEWAY_MAX_IN_FLIGHT` (default 512).
+    pub max_in_flight: usize,
+    /// Time a client has to send a request's headers before its connection is closed
+    /// (slowloris): `GATEWAY_HEADER_READ_TIMEOUT_MS` (default 10 000).
+    pub header_read_timeout: Duration,
+    /// On SIGTERM, time spent still serving while readiness reports draining, before the
+    /// listener closes: `GATEWAY_DRAIN_DELAY_MS` (default 0; Kubernetes' preStop hook
+    /// already waits for endpoints to update).
+    pub drain_delay: Duration,
+    /// Rate limits; `None` with `GATEWAY_RATE_LIMITS=off`.
+    pub rate_limits: Option<RateLimitConfig>,
+}
+
+/// A number of actions per window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    /// Actions allowed per window.
+    pub count: u64,
+    /// The window.
+    pub window: Duration,
+}
+
+impl Limit {
+    const fn new(count: u64, window_secs: u64) -> Self {
+        Self {
+            count,
+            window: Duration::from_secs(window_secs),
+        }
+    }
+}
+
+/// `COUNT/SECONDS`, e.g. `300/300`.
+impl FromStr for Limit {
+    type Err = ();
+    fn from_str(s: &str) -> std::result::Result<Self, ()> {
+        let (count, secs) = s.split_once('/').ok_or(())?;
+        let count = count.trim().parse().map_err(|_| ())?;
+        let secs: u64 = secs.trim().parse().map_err(|_| ())?;
+        if secs == 0 {
+            return Err(());
+        }
+        Ok(Self::new(count, secs))
+    }
+}
+
+/// Mastodon's limits (docs: "Rate limits"), each `GATEWAY_RATE_LIMIT_<NAME>=COUNT/SECONDS`.
+#[derive(Clone, Debug)]
+pub struct RateLimitConfig {
+    /// Requests per token: `…_API` (300 per 5 minutes).
+    pub api: Limit,
+    /// Requests without a token, per IP: `…_UNAUTHENTICATED` (300 per 5 minutes).
+    pub unauthenticated: Limit,
+    /// Media uploads per token: `…_MEDIA` (30 per 30 minutes).
+    pub media: Limit,
+    /// Status deletes and un-reblogs per token: `…_DELETES` (30 per 30 minutes).
+    pub deletes: Limit,
+    /// Sign-ups per IP: `…_SIGN_UPS` (5 per 30 minutes).
+    pub sign_ups: Limit,
+    /// Token requests and sign-in forms per IP: `…_LOGINS` (25 per 5 minutes, Mastodon's
+    /// login throttle; the users service also limits failed logins per account).
+    pub logins: Limit,
+    /// Clients never limited: `GATEWAY_RATE_LIMIT_SAFELIST` (default loopback, as
+    /// Mastodon safelists localhost; `none` limits everyone).
+    pub safelist: Vec<IpNet>,
+    /// Proxies whose `X-Forwarded-For` is believed: `GATEWAY_TRUSTED_PROXIES` (default
+    /// loopback and the private ranges, where ingress controllers live).
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        let nets = |list: &str| parse_nets(list).unwrap_or_default();
+        Self {
+            api: Limit::new(300, 300),
+            unauthenticated: Limit::new(300, 300),
+            media: Limit::new(30, 1800),
+            deletes: Limit::new(30, 1800),
+            sign_ups: Limit::new(5, 1800),
+            logins: Limit::new(25, 300),
+            safelist: nets(DEFAULT_SAFELIST),
+            trusted_proxies: nets(DEFAULT_TRUSTED_PROXIES),
+        }
+    }
+}
+
+const DEFAULT_SAFELIST: &str = "127.0.0.0/8,::1/128";
+const DEFAULT_TRUSTED_PROXIES: &str =
+    "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7";
+
+/// A comma-separated list of networks (a bare address is a /32 or /128); `none` is the
+/// empty list (an empty variable means "the default").
+fn parse_nets(list: &str) -> std::result::Result<Vec<IpNet>, String> {
+    if list.trim().eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("not a network: {s}"))
+        })
+        .collect()
+}
+
+impl RateLimitConfig {
+    /// Reads `GATEWAY_RATE_LIMIT*`; `None` when `GATEWAY_RATE_LIMITS=off`.
+    pub fn from_env() -> Result<Option<Self>> {
+        if !env_parse("GATEWAY_RATE_LIMITS", Switch(true))?.0 {
+            return Ok(None);
+        }
+        let d = Self::default();
+        let nets = |name: &str, default: &str| {
+            parse_nets(&env_or(name, default))
+                .map_err(|e| rookery_kit::Error::Config(format!("{name}: {e}")))
+        };
+        Ok(Some(Self {
+            api: env_parse("GATEWAY_RATE_LIMIT_API", d.api)?,
+            unauthenticated: env_parse("GATEWAY_RATE_LIMIT_UNAUTHENTICATED", d.unauthenticated)?,
+            media: env_parse("GATEWAY_RATE_LIMIT_MEDIA", d.media)?,
+            deletes: env_parse("GATEWAY_RATE_LIMIT_DELETES", d.deletes)?,
+            sign_ups: env_parse("GATEWAY_RATE_LIMIT_SIGN_UPS", d.sign_ups)?,
+            logins: env_parse("GATEWAY_RATE_LIMIT_LOGINS", d.logins)?,
+            safelist: nets("GATEWAY_RATE_LIMIT_SAFELIST", DEFAULT_SAFELIST)?,
+            trusted_proxies: nets("GATEWAY_TRUSTED_PROXIES", DEFAULT_TRUSTED_PROXIES)?,
+        }))
+    }
+}
+
+/// `on`/`off` (or true/false, 1/0).
+struct Switch(bool);
+
+impl FromStr for Switch {
+    type Err = ();
+    fn from_str(s: &str) -> std::result::Result<Self, ()> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "on" | "true" | "1" | "yes" => Ok(Self(true)),
+            "off" | "false" | "0" | "no" => Ok(Self(false)),
+            _ => Err(()),
+        }
+    }
 }
 
 /// Limits of the streaming API.
@@ -153,6 +298,10 @@ impl Config {
                 buffer: env_parse("STREAMING_BUFFER", 256)?,
                 max_connections: env_parse("STREAMING_MAX_CONNECTIONS", 20_000)?,
             },
+            max_in_flight: env_parse("GATEWAY_MAX_IN_FLIGHT", 512)?,
+            header_read_timeout: env_millis("GATEWAY_HEADER_READ_TIMEOUT_MS", 10_000)?,
+            drain_delay: env_millis("GATEWAY_DRAIN_DELAY_MS", 0)?,
+            rate_limits: RateLimitConfig::from_env()?,
         })
     }
 
@@ -182,6 +331,11 @@ impl Config {
             account_cache_ttl: Duration::from_secs(30),
             account_cache_capacity: 10_000,
             streaming: StreamingConfig::default(),
+            max_in_flight: 512,
+            header_read_timeout: Duration::from_secs(10),
+            drain_delay: Duration::ZERO,
+            // Tests reach the gateway from loopback: safelisted like any local client.
+            rate_limits: Some(RateLimitConfig::default()),
         }
     }
 }

@@ -10,7 +10,9 @@
 //! - [`routes`]: the handlers, one module per API area.
 //! - [`mastodon`]: the API entities as clients expect them.
 //! - [`streaming`]: the streaming API (WebSocket and server-sent events).
-//! - [`middleware`]: tracing, metrics, JSON error bodies.
+//! - [`middleware`]: tracing, metrics, JSON error bodies, deadlines, load shedding.
+//! - [`ratelimit`]: Mastodon's rate limits, shared by the replicas through Redis.
+//! - [`server`]: the accept loop (header timeouts, draining).
 //! - [`error`]: Mastodon error bodies and the gRPC → HTTP status mapping.
 
 #![forbid(unsafe_code)]
@@ -22,7 +24,9 @@ pub mod input;
 pub mod mastodon;
 pub mod middleware;
 pub mod pagination;
+pub mod ratelimit;
 pub mod routes;
+pub mod server;
 pub mod state;
 pub mod streaming;
 
@@ -99,6 +103,10 @@ pub fn state(config: Config, shutdown: &CancellationToken) -> anyhow::Result<App
             l2_ttl: None,
         },
     );
+    let rate_limits = config
+        .rate_limits
+        .clone()
+        .map(|limits| ratelimit::RateLimits::new(&redis, limits));
     let streaming = streaming::Streaming::new(config.streaming.clone(), redis, shutdown.clone());
     let stats = TieredCache::new(
         &hub,
@@ -123,6 +131,7 @@ pub fn state(config: Config, shutdown: &CancellationToken) -> anyhow::Result<App
         accounts,
         stats,
         streaming,
+        rate_limits,
         config,
     });
     state.streaming.start(state.clone());
@@ -158,6 +167,11 @@ pub fn app(state: AppState, readiness: Readiness) -> Router {
                 StatusCode::SERVICE_UNAVAILABLE,
                 config.request_timeout,
             ))
+            // Every gRPC call made for the request carries what is left of the budget.
+            .layer(axum::middleware::from_fn_with_state(
+                config.request_timeout,
+                middleware::deadline,
+            ))
             // Reject oversized bodies from Content-Length before reading them (413).
             .layer(RequestBodyLimitLayer::new(config.body_limit))
             .layer(DefaultBodyLimit::max(config.body_limit)),
@@ -169,11 +183,29 @@ pub fn app(state: AppState, readiness: Readiness) -> Router {
                 StatusCode::SERVICE_UNAVAILABLE,
                 config.upload_timeout,
             ))
+            .layer(axum::middleware::from_fn_with_state(
+                config.upload_timeout,
+                middleware::deadline,
+            ))
             .layer(RequestBodyLimitLayer::new(config.upload_limit))
             .layer(DefaultBodyLimit::disable()),
     );
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight));
     api.merge(uploads)
         .fallback(middleware::not_found)
+        .layer(
+            ServiceBuilder::new()
+                // Over capacity, refuse at once: queued requests would only time out
+                // after holding memory and connections (ops endpoints stay outside).
+                .layer(axum::middleware::from_fn_with_state(
+                    in_flight,
+                    middleware::shed,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    ratelimit::enforce,
+                )),
+        )
         .with_state(state.clone())
         .merge(rookery_kit::ops::router(readiness))
         .layer(
@@ -199,16 +231,17 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let options = server::ServeOptions {
+        header_read_timeout: config.header_read_timeout,
+        drain_delay: config.drain_delay,
+        // Uploads may take longer, but a shutdown should not wait ten minutes for them.
+        drain_timeout: config.request_timeout + std::time::Duration::from_secs(5),
+    };
     let state = state(config, &shutdown)?;
     let readiness = readiness(&state);
     let app = app(state, readiness.clone());
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.cancelled().await;
-            readiness.drain();
-        })
-        .await?;
+    server::serve(listener, app, options, readiness, shutdown).await;
     Ok(())
 }
 

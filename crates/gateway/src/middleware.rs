@@ -1,10 +1,14 @@
-//! Cross-cutting HTTP behaviour: request ids, tracing and RED metrics per route, and
-//! Mastodon-shaped error bodies for every 4xx/5xx whoever produced it.
+//! Cross-cutting HTTP behaviour: request ids, tracing and RED metrics per route,
+//! Mastodon-shaped error bodies for every 4xx/5xx whoever produced it, request deadlines
+//! and load shedding.
 
-use std::time::Instant;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
-    extract::{MatchedPath, Request},
+    extract::{MatchedPath, Request, State},
     http::{HeaderValue, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -64,6 +68,35 @@ pub async fn observe(matched: Option<MatchedPath>, req: Request, next: Next) -> 
     )
     .record(start.elapsed().as_secs_f64());
     response
+}
+
+/// Gives the request its budget: the gRPC calls it makes carry the time left as their
+/// deadline, so downstream work stops when nobody waits for the answer any more.
+pub async fn deadline(State(budget): State<Duration>, req: Request, next: Next) -> Response {
+    rookery_kit::grpc::with_deadline(Instant::now() + budget, next.run(req)).await
+}
+
+/// Refuses a request at once (503, `Retry-After`) when `in_flight` has no permit left.
+pub async fn shed(
+    State(in_flight): State<Arc<tokio::sync::Semaphore>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match in_flight.try_acquire_owned() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => {
+            metrics::counter!("gateway_shed_total").increment(1);
+            let mut response = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is over capacity, retry later",
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+    }
 }
 
 /// Metric labels without an allocation per request for the common cases.

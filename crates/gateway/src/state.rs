@@ -2,7 +2,10 @@
 
 use std::{collections::HashMap, ops::Deref, sync::Arc};
 
-use rookery_kit::{cache::TieredCache, grpc::TracedChannel};
+use rookery_kit::{
+    cache::TieredCache,
+    grpc::{TracedChannel, idempotent},
+};
 use rookery_proto::{
     media::v1::{self as md, media_client::MediaClient},
     notifications::v1::notifications_client::NotificationsClient,
@@ -45,6 +48,8 @@ pub struct Inner {
     pub stats: TieredCache<pb::InstanceStats>,
     /// The streaming API: this replica's pub/sub connection, subscribers and caches.
     pub streaming: crate::streaming::Streaming,
+    /// Rate limits shared with the other replicas (`None`: switched off).
+    pub rate_limits: Option<crate::ratelimit::RateLimits>,
 }
 
 impl Deref for AppState {
@@ -100,8 +105,12 @@ impl AppState {
         let found = self
             .attachments
             .get_many(&keys, |missing| async move {
-                let ids = missing.iter().filter_map(|k| k.parse().ok()).collect();
-                let res = self.media().get_many(md::GetManyRequest { ids }).await?;
+                let ids: Vec<i64> = missing.iter().filter_map(|k| k.parse().ok()).collect();
+                let res = idempotent(|| {
+                    let (mut media, ids) = (self.media(), ids.clone());
+                    async move { media.get_many(md::GetManyRequest { ids }).await }
+                })
+                .await?;
                 Ok::<_, ApiError>(
                     res.into_inner()
                         .attachments
@@ -143,11 +152,12 @@ impl AppState {
         let found = self
             .accounts
             .get_many(&keys, |missing| async move {
-                let ids = missing.iter().filter_map(|k| k.parse().ok()).collect();
-                let res = self
-                    .users()
-                    .get_accounts(pb::GetAccountsRequest { ids })
-                    .await?;
+                let ids: Vec<i64> = missing.iter().filter_map(|k| k.parse().ok()).collect();
+                let res = idempotent(|| {
+                    let (mut users, ids) = (self.users(), ids.clone());
+                    async move { users.get_accounts(pb::GetAccountsRequest { ids }).await }
+                })
+                .await?;
                 Ok::<_, ApiError>(
                     res.into_inner()
                         .accounts
@@ -166,10 +176,14 @@ impl AppState {
         let found = self
             .tokens
             .get(&key, || async {
-                let req = pb::AuthenticateRequest {
-                    access_token: token.to_owned(),
+                let authenticate = || {
+                    let mut users = self.users();
+                    let req = pb::AuthenticateRequest {
+                        access_token: token.to_owned(),
+                    };
+                    async move { users.authenticate(req).await }
                 };
-                match self.users().authenticate(req).await {
+                match idempotent(authenticate).await {
                     Ok(res) => Ok(Some(res.into_inner())),
                     Err(s) if s.code() == Code::Unauthenticated => Ok(None),
                     Err(s) => Err(ApiError::from(s)),
@@ -195,8 +209,12 @@ impl AppState {
     pub async fn account(&self, id: rookery_kit::ids::AccountId) -> Result<pb::Account, ApiError> {
         self.accounts
             .get(&id.to_string(), || async {
-                let req = pb::GetAccountsRequest { ids: vec![id.0] };
-                let res = self.users().get_accounts(req).await?;
+                let res = idempotent(|| {
+                    let mut users = self.users();
+                    let req = pb::GetAccountsRequest { ids: vec![id.0] };
+                    async move { users.get_accounts(req).await }
+                })
+                .await?;
                 Ok::<_, ApiError>(res.into_inner().accounts.into_iter().next())
             })
             .await?
@@ -214,10 +232,15 @@ impl AppState {
         let loaded = self
             .stats
             .get("instance", || async {
-                let res = self
-                    .users()
-                    .get_instance_stats(pb::GetInstanceStatsRequest {})
-                    .await?;
+                let res = idempotent(|| {
+                    let mut users = self.users();
+                    async move {
+                        users
+                            .get_instance_stats(pb::GetInstanceStatsRequest {})
+                            .await
+                    }
+                })
+                .await?;
                 Ok::<_, ApiError>(Some(res.into_inner()))
             })
             .await;

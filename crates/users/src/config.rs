@@ -44,6 +44,11 @@ pub struct Config {
     pub follow_limit: u64,
     /// The follow limit's window: `USERS_FOLLOW_LIMIT_WINDOW_MS` (default 24 h).
     pub follow_limit_window: Duration,
+    /// Failed logins per username or email per window, after which even the right
+    /// password is refused (429) until the window ends: `USERS_LOGIN_LIMIT` (default 25).
+    pub login_limit: u64,
+    /// The login limit's window: `USERS_LOGIN_LIMIT_WINDOW_MS` (default 1 h).
+    pub login_limit_window: Duration,
     /// How recently a follower must have used the service to count as active for
     /// fan-out: `USERS_ACTIVE_WINDOW_MS` (default 7 days, Mastodon's).
     pub active_window: Duration,
@@ -78,6 +83,8 @@ impl Config {
             outbox_poll: env_millis("OUTBOX_POLL_MS", 500)?,
             follow_limit: env_parse("USERS_FOLLOW_LIMIT", 400)?,
             follow_limit_window: env_millis("USERS_FOLLOW_LIMIT_WINDOW_MS", DAY_MS)?,
+            login_limit: env_parse("USERS_LOGIN_LIMIT", 25)?,
+            login_limit_window: env_millis("USERS_LOGIN_LIMIT_WINDOW_MS", 3_600_000)?,
             active_window: env_millis("USERS_ACTIVE_WINDOW_MS", 7 * DAY_MS)?,
             mute_sweep: env_millis("USERS_MUTE_SWEEP_MS", 60_000)?,
             hash_threads: env_parse("USERS_HASH_THREADS", cpus())?,
@@ -99,6 +106,8 @@ impl Config {
             outbox_poll: Duration::from_millis(100),
             follow_limit: 400,
             follow_limit_window: Duration::from_millis(DAY_MS),
+            login_limit: 25,
+            login_limit_window: Duration::from_secs(3600),
             active_window: Duration::from_millis(7 * DAY_MS),
             mute_sweep: Duration::from_secs(60),
             hash_threads: 2,

@@ -108,6 +108,12 @@ pub fn build_service(
             config.follow_limit,
             config.follow_limit_window,
         ),
+        login_limit: RateLimit::new(
+            redis.clone(),
+            "failed-logins",
+            config.login_limit,
+            config.login_limit_window,
+        ),
         domain: config.domain.clone(),
         active_window: config.active_window,
         hasher: hashing::Hasher::new(config.hash_threads, config.hash_queue)?,

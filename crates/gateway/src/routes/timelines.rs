@@ -5,6 +5,7 @@ use axum::{
     http::Uri,
     response::Response,
 };
+use rookery_kit::grpc::idempotent;
 use rookery_proto::{timeline::v1 as tl, users::v1 as pb};
 use serde::Deserialize;
 
@@ -34,14 +35,17 @@ pub async fn home(
     let me = auth.account()?;
     let page = params.timeline_page(STATUSES_DEFAULT, STATUSES_MAX)?;
     let limit = page.limit;
-    let statuses = state
-        .timeline()
-        .home_timeline(tl::HomeTimelineRequest {
+    // Reads are retried when timeline is briefly unavailable (a replica restarting).
+    let statuses = idempotent(|| {
+        let mut timeline = state.timeline();
+        let req = tl::HomeTimelineRequest {
             viewer_id: me.0,
             page: Some(page),
-        })
-        .await?
-        .into_inner();
+        };
+        async move { timeline.home_timeline(req).await }
+    })
+    .await?
+    .into_inner();
     status_list(&state, statuses, &uri, &params, limit).await
 }
 
@@ -73,17 +77,19 @@ pub async fn public(
     let viewer = viewer_of(&auth, &["read:statuses"])?;
     let page = p.page.timeline_page(STATUSES_DEFAULT, STATUSES_MAX)?;
     let limit = page.limit;
-    let statuses = state
-        .timeline()
-        .public_timeline(tl::PublicTimelineRequest {
+    let statuses = idempotent(|| {
+        let mut timeline = state.timeline();
+        let req = tl::PublicTimelineRequest {
             viewer_id: viewer,
             page: Some(page),
             local: p.local.unwrap_or(false),
             remote: p.remote.unwrap_or(false),
             only_media: p.only_media.unwrap_or(false),
-        })
-        .await?
-        .into_inner();
+        };
+        async move { timeline.public_timeline(req).await }
+    })
+    .await?
+    .into_inner();
     status_list(&state, statuses, &uri, &p.page, limit).await
 }
 

@@ -117,6 +117,8 @@ pub struct Parts {
     pub outbox: Outbox,
     /// New follows and follow requests per account.
     pub follow_limit: RateLimit,
+    /// Failed logins per username or email.
+    pub login_limit: RateLimit,
     /// The instance's domain (`user@domain` lookups and searches).
     pub domain: String,
     /// How recently a follower must have been active to be fanned out to.
@@ -132,6 +134,7 @@ pub struct Users {
     hub: Arc<CacheHub>,
     outbox: Outbox,
     follow_limit: RateLimit,
+    login_limit: RateLimit,
     domain: String,
     active_window: Duration,
     /// A real hash to verify against when the login is unknown, so that the response time
@@ -156,6 +159,7 @@ impl Users {
             hub: parts.hub,
             outbox: parts.outbox,
             follow_limit: parts.follow_limit,
+            login_limit: parts.login_limit,
             domain: parts.domain,
             active_window: parts.active_window,
             decoy_hash,
@@ -430,8 +434,41 @@ impl Users {
         Ok(Ok(token))
     }
 
-    /// The account whose login (username or email) and password match.
+    /// The account whose login (username or email) and password match. Failed attempts
+    /// per login are limited (password guessing spread over many addresses, which the
+    /// gateway's per-address limit cannot see); over the limit, not even the right
+    /// password is checked until the window ends.
     async fn check_password(&self, login: &str, password: &str) -> Result<Option<AccountId>> {
+        let subject = login.trim().to_lowercase();
+        let mut attempt = match self.login_limit.hit(&subject).await {
+            Ok(d) if !d.allowed => {
+                return Err(Error::RateLimited {
+                    limit: d.limit,
+                    reset_at: d.reset_at,
+                });
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::warn!(error = %e, "login rate limit unavailable, allowing");
+                None
+            }
+        };
+        let found = self.check_password_unlimited(login, password).await?;
+        // Only failures count: a successful login gives its attempt back.
+        if found.is_some()
+            && let Some(d) = &mut attempt
+            && let Err(e) = self.login_limit.undo(&subject, d).await
+        {
+            tracing::warn!(error = %e, "login rate limit not given back");
+        }
+        Ok(found)
+    }
+
+    async fn check_password_unlimited(
+        &self,
+        login: &str,
+        password: &str,
+    ) -> Result<Option<AccountId>> {
         let found = self.store.login(login.trim()).await?;
         let (account, hash) = match &found {
             Some((id, hash)) => (Some(*id), hash.clone()),
