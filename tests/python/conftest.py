@@ -11,6 +11,7 @@ allow_http).
 Each test module gets its own Recorder, app and client factory (module scope).
 """
 
+import glob
 import os
 import re
 import secrets
@@ -26,6 +27,45 @@ from mastodon import Mastodon
 SCOPES = ["read", "write", "follow", "push"]
 OOB = "urn:ietf:wg:oauth:2.0:oob"
 TIMEOUT = 30
+
+
+# Every credential the tests sent or received (tokens, client secrets, passwords), so
+# that the session can check none of them reached the stack's logs.
+SECRETS = set()
+_FORM_PASSWORD = re.compile(r"(?:^|&)password=([^&]+)")
+
+
+def _remember_secrets(req, body, parsed):
+    auth = req.headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        SECRETS.add(auth[len("Bearer "):].strip())
+    if isinstance(parsed, dict):
+        for key in ("access_token", "refresh_token", "client_secret"):
+            if isinstance(parsed.get(key), str):
+                SECRETS.add(parsed[key])
+    if isinstance(body, str):
+        SECRETS.update(m.group(1) for m in _FORM_PASSWORD.finditer(body))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secrets_never_logged():
+    """After the whole session: no token, client secret or password any test used appears
+    in the stack's logs (pytest.sh runs the stack with debug logging for our crates and
+    sets ROOKERY_LOG_GLOB; against another instance there are no logs to read)."""
+    yield
+    pattern = os.environ.get("ROOKERY_LOG_GLOB")
+    if not pattern:
+        return
+    files = glob.glob(pattern)
+    assert files, f"no log files match {pattern}"
+    secrets_used = {s for s in SECRETS if len(s) >= 8}
+    assert secrets_used, "the session recorded no credentials: the check would prove nothing"
+    leaks = []
+    for path in files:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for n, line in enumerate(f, 1):
+                leaks.extend(f"{path}:{n}" for s in secrets_used if s in line)
+    assert not leaks, f"credentials found in logs at {leaks[:10]}"
 
 
 # --------------------------------------------------------------------------
@@ -61,6 +101,7 @@ class Recorder:
             "json": parsed,
         }
         self.exchanges.append(ex)
+        _remember_secrets(req, body, parsed)
         print(
             f">>> {req.method} {req.url}\n"
             f"    content-type: {req.headers.get('Content-Type')}\n"
