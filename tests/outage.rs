@@ -83,6 +83,35 @@ async fn redis_down_reads_and_writes_still_work_and_events_follow_later() {
     let me = json_ok(stack.verify(&fresh).await).await;
     assert_eq!(me["display_name"], "Written while Redis was down");
 
+    // Statuses too: posting, reading one back (the viewer's filters are cached in Redis:
+    // loaded instead), and the home timeline (its feed lives in Redis: read from Postgres).
+    let posted = json_ok(
+        stack
+            .post_form(
+                "/api/v1/statuses",
+                Some(&fresh),
+                &[("status", "Posted while Redis was down")],
+            )
+            .await,
+    )
+    .await;
+    let status_id = posted["id"].as_str().unwrap().to_owned();
+    let shown = json_ok(
+        stack
+            .get(&format!("/api/v1/statuses/{status_id}"), Some(&fresh))
+            .await,
+    )
+    .await;
+    assert_eq!(shown["id"], status_id.as_str());
+    let home = json_ok(stack.get("/api/v1/timelines/home", Some(&fresh)).await).await;
+    assert!(
+        home.as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == status_id.as_str()),
+        "the home timeline without Redis lacks the new status: {home}"
+    );
+
     // Redis comes back (empty): the outbox relay publishes what it held.
     let _redis = start_redis(port).await;
     let events = eventually(Duration::from_secs(15), || async {

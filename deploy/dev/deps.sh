@@ -9,10 +9,17 @@
 #   deps.sh status                        say what is running
 #   deps.sh env                           only print the export lines
 #   deps.sh tools                         install test-only tools (promtool) when missing
+#   deps.sh fault-tools                   install the fault suite's tools (wrk, slowhttptest)
+#   deps.sh pg-stop-immediate             stop Postgres at once (pg_ctl stop -m immediate: a
+#                                         crash as far as clients and WAL are concerned)
+#   deps.sh pg-restart-immediate [SECS]   pg_ctl restart -m immediate, staying down SECS (0)
 #   deps.sh drop-test-dbs                 drop leftover rookery_test_* databases
 #   deps.sh reset-db NAME                 drop and recreate database NAME with service schemas
 #
 # Everything is idempotent: starting what runs, or stopping what is stopped, is a no-op.
+# ROOKERY_DATA_DIR, ROOKERY_PG_PORT and ROOKERY_REDIS_PORT make a second, private pair
+# (lib.sh); ROOKERY_PG_OPTIONS adds server settings to the pg_ctl command line
+# (e.g. "-c synchronous_commit=on").
 set -euo pipefail
 
 # shellcheck source=deploy/dev/lib.sh
@@ -30,6 +37,7 @@ PG_STAT_STATEMENTS_TRACK=top
 PG_SERVER_OPTIONS="-c shared_preload_libraries=pg_stat_statements"
 PG_SERVER_OPTIONS+=" -c pg_stat_statements.max=$PG_STAT_STATEMENTS_MAX"
 PG_SERVER_OPTIONS+=" -c pg_stat_statements.track=$PG_STAT_STATEMENTS_TRACK"
+[[ -z ${ROOKERY_PG_OPTIONS:-} ]] || PG_SERVER_OPTIONS+=" $ROOKERY_PG_OPTIONS"
 REDIS_PIDFILE="$RUN_DIR/redis.pid"
 REDIS_LOG="$LOG_DIR/redis.log"
 
@@ -93,6 +101,13 @@ ensure_ffmpeg() { ensure_optional ffprobe ffmpeg "video uploads will be refused"
 # promtool (Debian package prometheus) checks the alert rules and the scrape config in
 # make test; without it those checks are skipped with a notice.
 ensure_promtool() { ensure_optional promtool prometheus "rule checks will be skipped"; }
+
+# The fault-injection suite (deploy/dev/faults.sh) drives overload with wrk and slow
+# clients with slowhttptest; the scenarios that need a missing one fail and say so.
+ensure_fault_tools() {
+    ensure_optional wrk wrk "the overload scenario will fail"
+    ensure_optional slowhttptest slowhttptest "the slow-client scenario will fail"
+}
 
 ensure_redis_binaries() {
     have_redis_binaries && return 0
@@ -285,6 +300,14 @@ start_postgres() {
     wait_pg_ready || die "Postgres started but does not accept connections; see $PG_LOG"
 }
 
+# An immediate stop: the postmaster SIGQUITs every backend, no checkpoint; the next start
+# runs crash recovery. Only our own cluster (never whatever else listens on the port).
+stop_postgres_immediate() {
+    pg_pid_alive || die "Postgres of $PG_DATA is not running"
+    log "stopping Postgres (immediate)"
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w -t 60 stop >&2
+}
+
 stop_postgres() {
     if pg_pid_alive; then
         log "stopping Postgres"
@@ -459,6 +482,19 @@ env)
 tools)
     ensure_promtool
     ;;
+fault-tools)
+    ensure_fault_tools
+    ;;
+pg-stop-immediate)
+    stop_postgres_immediate
+    ;;
+pg-restart-immediate)
+    down="${1:-0}"
+    [[ $down =~ ^[0-9]+([.][0-9]+)?$ ]] || die "usage: deps.sh pg-restart-immediate [SECONDS_DOWN]"
+    stop_postgres_immediate
+    sleep "$down"
+    start_postgres
+    ;;
 drop-test-dbs)
     pg_is_up || die "Postgres is not running (deps.sh start)"
     drop_test_databases
@@ -470,6 +506,6 @@ reset-db)
     ensure_database "$1" recreate
     ;;
 *)
-    die "usage: deps.sh [start|stop|status|env|tools|drop-test-dbs|reset-db NAME] [postgres|redis|redis-cluster]..."
+    die "usage: deps.sh [start|stop|status|env|tools|fault-tools|pg-stop-immediate|pg-restart-immediate [SECS]|drop-test-dbs|reset-db NAME] [postgres|redis|redis-cluster]..."
     ;;
 esac

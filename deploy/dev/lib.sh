@@ -5,8 +5,12 @@
 # exported from here, so nobody has to `eval` the output of deps.sh.
 
 # Repository root and the git-ignored data folder (cluster, redis dump dir, logs, pids).
+# ROOKERY_DATA_DIR moves the whole folder (a relative path is taken from ROOT): with other
+# ROOKERY_PG_PORT/ROOKERY_REDIS_PORT it makes a second, independent Postgres + Redis
+# (deploy/dev/faults.sh kills and restarts its own without touching the dev ones).
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-DATA="$ROOT/.data"
+DATA="${ROOKERY_DATA_DIR:-$ROOT/.data}"
+[[ $DATA == /* ]] || DATA="$ROOT/$DATA"
 PG_DATA="$DATA/postgres"
 REDIS_DIR="$DATA/redis"
 LOG_DIR="$DATA/log"

@@ -7,6 +7,15 @@
 #   stack.sh start-bg   background (tests): returns once the gateway is ready; pids in
 #                       .data/run/stack-<GATEWAY_PORT>.pids, logs in .data/log/*-<port>.log
 #   stack.sh stop-bg    stops the background stack of GATEWAY_PORT
+#   stack.sh pid SVC    prints the pid of one process of that stack (users, timeline,
+#                       notifications, media or gateway)
+#   stack.sh kill-one SVC [SIGNAL]
+#                       sends SIGNAL (KILL) to it and waits until it is gone
+#   stack.sh start-one SVC
+#                       starts it again (same binary, environment and log) when it is not
+#                       running; returns once its /ready answers 200
+#   stack.sh restart-one SVC
+#                       graceful stop (TERM, 10 s, then KILL), then start-one
 #
 # Env: PROFILE (debug|release|<cargo profile>), CARGO_TARGET_DIR, GATEWAY_PORT (8080),
 # USERS_GRPC_PORT (50051), USERS_HTTP_PORT (9101), TIMELINE_GRPC_PORT (USERS_GRPC_PORT + 1),
@@ -14,7 +23,11 @@
 # NOTIFICATIONS_HTTP_PORT (USERS_HTTP_PORT + 2), MEDIA_GRPC_PORT (USERS_GRPC_PORT + 3),
 # MEDIA_HTTP_PORT (USERS_HTTP_PORT + 3), MEDIA_LOCAL_DIR (.data/media, or
 # .data/media-<db> for another database), ROOKERY_DB (rookery; start-bg drops and
-# recreates any other name, unless KEEP_DB=1), ROOKERY_DOMAIN, ROOKERY_BASE_URL, READY_TIMEOUT (60 s).
+# recreates any other name, unless KEEP_DB=1), ROOKERY_DOMAIN, ROOKERY_BASE_URL, READY_TIMEOUT (60 s),
+# NO_BUILD (set: skip the cargo build, use the binaries there are),
+# GATEWAY_{USERS,TIMELINE,NOTIFICATIONS,MEDIA}_URL (where the gateway reaches each service;
+# default its gRPC port, e.g. a fault proxy in between). Any other variable in the
+# environment (GATEWAY_REQUEST_TIMEOUT_MS, REDIS_TIMEOUT_MS, ...) reaches every process.
 set -euo pipefail
 
 # shellcheck source=deploy/dev/lib.sh
@@ -47,9 +60,13 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN_DIR="$TARGET_DIR/$PROFILE_DIR"
 
 build() {
-    log "building (cargo build --workspace --bins${CARGO_PROFILE_FLAG:+ $CARGO_PROFILE_FLAG})"
-    # shellcheck disable=SC2086 # the flag is empty or words on purpose
-    cargo build --workspace --bins ${CARGO_PROFILE_FLAG}
+    if [[ -n ${NO_BUILD:-} ]]; then
+        log "NO_BUILD set: using the binaries already in $BIN_DIR"
+    else
+        log "building (cargo build --workspace --bins${CARGO_PROFILE_FLAG:+ $CARGO_PROFILE_FLAG})"
+        # shellcheck disable=SC2086 # the flag is empty or words on purpose
+        cargo build --workspace --bins ${CARGO_PROFILE_FLAG}
+    fi
     local bin
     for bin in rookery-users rookery-timeline rookery-notifications rookery-media rookery-gateway; do
         [[ -x $BIN_DIR/$bin ]] || die "$BIN_DIR/$bin not found after the build"
@@ -104,10 +121,10 @@ media_env=(
 )
 gateway_env=(
     GATEWAY_ADDR="127.0.0.1:${GATEWAY_PORT}"
-    USERS_URL="http://127.0.0.1:${USERS_GRPC_PORT}"
-    TIMELINE_URL="http://127.0.0.1:${TIMELINE_GRPC_PORT}"
-    NOTIFICATIONS_URL="http://127.0.0.1:${NOTIFICATIONS_GRPC_PORT}"
-    MEDIA_URL="http://127.0.0.1:${MEDIA_GRPC_PORT}"
+    USERS_URL="${GATEWAY_USERS_URL:-http://127.0.0.1:${USERS_GRPC_PORT}}"
+    TIMELINE_URL="${GATEWAY_TIMELINE_URL:-http://127.0.0.1:${TIMELINE_GRPC_PORT}}"
+    NOTIFICATIONS_URL="${GATEWAY_NOTIFICATIONS_URL:-http://127.0.0.1:${NOTIFICATIONS_GRPC_PORT}}"
+    MEDIA_URL="${GATEWAY_MEDIA_URL:-http://127.0.0.1:${MEDIA_GRPC_PORT}}"
     REDIS_URL="$REDIS_URL"
     REDIS_PREFIX="$PREFIX"
     ROOKERY_DOMAIN="$DOMAIN"
@@ -224,6 +241,8 @@ live_pidfile_pids() {
     while read -r pid; do
         [[ $pid =~ ^[0-9]+$ ]] && is_ours "$pid" && echo "$pid"
     done <"$PIDFILE"
+    # A dead last pid must not become the function's status (set -e callers).
+    return 0
 }
 
 # Never kill another terminal's `make run`; a stack left behind by a killed script is
@@ -335,6 +354,86 @@ start_bg() {
     log "Rookery is up in the background: $GATEWAY_URL (stop: GATEWAY_PORT=$GATEWAY_PORT $0 stop-bg)"
 }
 
+# ---------------------------------------------------------------- one process
+
+SERVICE_NAMES="users timeline notifications media gateway"
+
+check_service_name() {
+    [[ " $SERVICE_NAMES " == *" $1 "* ]] || die "unknown service '$1' ($SERVICE_NAMES)"
+}
+
+# The live pid of rookery-SVC in this stack's pid file (matched on the program path: the
+# kernel's comm is cut to 15 characters), or nothing.
+service_pid() {
+    local pid argv0
+    while read -r pid; do
+        argv0="$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1 || true)"
+        if [[ ${argv0##*/} == "rookery-$1" ]]; then
+            echo "$pid"
+            return 0
+        fi
+    done < <(live_pidfile_pids)
+}
+
+# Rewrites the pid file with only the pids that are still ours and alive.
+prune_pidfile() {
+    [[ -f $PIDFILE ]] || return 0
+    local live
+    live="$(live_pidfile_pids)"
+    printf '%s\n' "$live" | sed '/^$/d' >"$PIDFILE.tmp"
+    mv "$PIDFILE.tmp" "$PIDFILE"
+}
+
+ready_url() {
+    case "$1" in
+    gateway) printf '%s/ready' "$GATEWAY_URL" ;;
+    *)
+        local var="${1^^}_HTTP_PORT"
+        printf 'http://127.0.0.1:%s/ready' "${!var}"
+        ;;
+    esac
+}
+
+kill_one() {
+    local svc=$1 sig=${2:-KILL} pid i
+    check_service_name "$svc"
+    pid="$(service_pid "$svc")"
+    [[ -n $pid ]] || die "rookery-$svc of the stack on port $GATEWAY_PORT is not running"
+    log "sending SIG${sig#SIG} to rookery-$svc (pid $pid)"
+    kill -s "${sig#SIG}" "$pid"
+    for ((i = 0; i < 150; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && die "rookery-$svc (pid $pid) still runs 15 s after SIG${sig#SIG}"
+    prune_pidfile
+}
+
+start_one() {
+    local svc=$1 pid env_name url deadline
+    check_service_name "$svc"
+    [[ -f $PIDFILE ]] || die "no stack runs on port $GATEWAY_PORT (start-bg first)"
+    pid="$(service_pid "$svc")"
+    [[ -z $pid ]] || die "rookery-$svc already runs (pid $pid)"
+    prune_pidfile
+    MODE="bg"
+    LOG_SUFFIX="-${GATEWAY_PORT}"
+    env_name="${svc}_env[@]"
+    start_service "$svc" "${!env_name}"
+    pid=$LAST_PID
+    url="$(ready_url "$svc")"
+    deadline=$((SECONDS + READY_TIMEOUT))
+    while ((SECONDS < deadline)); do
+        curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null && return 0
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 40 "$(log_file "$svc")" >&2 || true
+            die "rookery-$svc exited during start-up"
+        fi
+        sleep 0.2
+    done
+    die "rookery-$svc not ready after ${READY_TIMEOUT}s ($url)"
+}
+
 stop_bg() {
     if [[ -f $PIDFILE ]]; then
         stop_pidfile
@@ -348,5 +447,30 @@ case "${1:-run}" in
 run) run ;;
 start-bg) start_bg ;;
 stop-bg) stop_bg ;;
-*) die "usage: stack.sh [run|start-bg|stop-bg]" ;;
+pid)
+    (($# == 2)) || die "usage: stack.sh pid SVC"
+    check_service_name "$2"
+    pid="$(service_pid "$2")"
+    [[ -n $pid ]] || die "rookery-$2 of the stack on port $GATEWAY_PORT is not running"
+    echo "$pid"
+    ;;
+kill-one)
+    (($# == 2 || $# == 3)) || die "usage: stack.sh kill-one SVC [SIGNAL]"
+    kill_one "$2" "${3:-KILL}"
+    ;;
+start-one)
+    (($# == 2)) || die "usage: stack.sh start-one SVC"
+    start_one "$2"
+    ;;
+restart-one)
+    (($# == 2)) || die "usage: stack.sh restart-one SVC"
+    check_service_name "$2"
+    pid="$(service_pid "$2")"
+    if [[ -n $pid ]]; then
+        stop_pids "$pid"
+        prune_pidfile
+    fi
+    start_one "$2"
+    ;;
+*) die "usage: stack.sh [run|start-bg|stop-bg|pid SVC|kill-one SVC [SIGNAL]|start-one SVC|restart-one SVC]" ;;
 esac

@@ -74,15 +74,20 @@ impl Auth {
     }
 }
 
+/// The credentials of an `Authorization` value with the given scheme. Schemes are
+/// case-insensitive (RFC 9110 §11.1): `BEARER x` is as good as `Bearer x`, which only
+/// `Bearer ` and `bearer ` used to be.
+pub(crate) fn credentials<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let (name, rest) = value.split_once(' ')?;
+    name.eq_ignore_ascii_case(scheme).then_some(rest)
+}
+
 fn bearer(parts: &Parts) -> Option<Result<&str, ApiError>> {
     let header = parts.headers.get(http::header::AUTHORIZATION)?;
     let token = header
         .to_str()
         .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| credentials(v, "Bearer"))
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 512);
     Some(token.ok_or_else(ApiError::invalid_token))
@@ -135,5 +140,111 @@ mod tests {
             token_key("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    //! Properties of `Authorization: Bearer` parsing: any header bytes are a token or a
+    //! 401, never a panic; well-formed headers give their token back.
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use axum::http::{HeaderValue, Request};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn parts(value: Option<HeaderValue>) -> Parts {
+        let mut req = Request::new(());
+        if let Some(v) = value {
+            req.headers_mut().insert(http::header::AUTHORIZATION, v);
+        }
+        req.into_parts().0
+    }
+
+    /// What OAuth servers hand out (RFC 6750's b64token characters).
+    fn token() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9._~+/=-]{1,512}"
+    }
+
+    /// The scheme in any case.
+    fn scheme() -> impl Strategy<Value = String> {
+        prop::collection::vec(any::<bool>(), 6).prop_map(|upper| {
+            "bearer"
+                .chars()
+                .zip(upper)
+                .map(|(c, u)| if u { c.to_ascii_uppercase() } else { c })
+                .collect()
+        })
+    }
+
+    /// Found by `any_case_scheme_gives_the_token`: `BEARER x` was a 401.
+    #[test]
+    fn scheme_is_case_insensitive() {
+        let p = parts(Some(HeaderValue::from_static("BEARER abc")));
+        assert_eq!(bearer(&p).unwrap().unwrap(), "abc");
+        let p = parts(Some(HeaderValue::from_static("Bearer  abc ")));
+        assert_eq!(bearer(&p).unwrap().unwrap(), "abc");
+        let p = parts(Some(HeaderValue::from_static("Basic abc")));
+        assert_eq!(bearer(&p).unwrap().unwrap_err().status, 401);
+        assert!(bearer(&parts(None)).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn any_header_bytes_are_a_token_or_a_401(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            // Bytes no `HeaderValue` can hold never get this far.
+            let Ok(value) = HeaderValue::from_bytes(&bytes) else {
+                return Ok(());
+            };
+            let p = parts(Some(value));
+            match bearer(&p) {
+                None => prop_assert!(false, "a header that is there is an answer"),
+                Some(Ok(token)) => {
+                    prop_assert!(!token.is_empty() && token.len() <= 512);
+                    prop_assert_eq!(token, token.trim());
+                    let text = std::str::from_utf8(&bytes).unwrap();
+                    prop_assert!(text[..7].eq_ignore_ascii_case("bearer "));
+                    prop_assert_eq!(text[7..].trim(), token);
+                }
+                Some(Err(e)) => prop_assert_eq!(e.status, 401),
+            }
+        }
+
+        #[test]
+        fn any_case_scheme_gives_the_token(
+            scheme in scheme(),
+            spaces in " {1,3}",
+            token in token(),
+            trailing in " {0,2}",
+        ) {
+            let value = HeaderValue::from_str(&format!("{scheme}{spaces}{token}{trailing}")).unwrap();
+            let p = parts(Some(value));
+            prop_assert_eq!(bearer(&p).unwrap().unwrap(), token.as_str());
+        }
+
+        #[test]
+        fn other_schemes_and_long_tokens_are_401(
+            scheme in "(Basic|Token|Bearer:|Bearer_|MAC|)",
+            token in "[A-Za-z0-9]{0,600}",
+        ) {
+            let value = HeaderValue::from_str(&format!("{scheme} {token}")).unwrap();
+            let p = parts(Some(value));
+            prop_assert_eq!(bearer(&p).unwrap().map_err(|e| e.status.as_u16()), Err(401));
+            let long = "a".repeat(513);
+            let p = parts(Some(HeaderValue::from_str(&format!("Bearer {long}")).unwrap()));
+            prop_assert_eq!(bearer(&p).unwrap().map_err(|e| e.status.as_u16()), Err(401));
+        }
+
+        #[test]
+        fn scopes_never_panic_and_include_themselves(
+            granted in prop::collection::vec("[a-z:]{0,16}", 0..5),
+            required in "[a-z:]{0,16}",
+        ) {
+            let granted = granted.join(" ");
+            let _ = has_scope(&granted, &required);
+            let with_it = format!("{granted} {required}");
+            prop_assert!(has_scope(&with_it, &required), "{:?} in {:?}", required, with_it);
+        }
     }
 }

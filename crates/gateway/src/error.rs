@@ -151,7 +151,9 @@ impl From<tonic::Status> for ApiError {
                 "The request took too long, retry later".to_owned(),
             ),
             // Aborted: lost a race with a concurrent change; the same request can succeed.
-            Code::Unavailable | Code::Cancelled | Code::Aborted => (
+            // Unknown: what tonic reports for a connection that broke mid-call (reset,
+            // closed); our services never answer with it, they map their own failures.
+            Code::Unavailable | Code::Cancelled | Code::Aborted | Code::Unknown => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service temporarily unavailable, retry later".to_owned(),
             ),

@@ -18,6 +18,9 @@ pub enum Error {
     /// A Redis call exceeded its time budget: Redis is treated as unavailable.
     #[error("redis call timed out after {0:?}")]
     RedisTimeout(Duration),
+    /// Not attempted: Redis failed repeatedly a moment ago (the client's breaker is open).
+    #[error("redis unavailable (recent calls failed)")]
+    RedisUnavailable,
     /// Another caller's load of the same cache key failed (single flight): unavailable.
     #[error("loading {0} failed")]
     LoadFailed(&'static str),
@@ -44,6 +47,7 @@ impl Error {
             Error::Redis(_)
             | Error::RedisPool(_)
             | Error::RedisTimeout(_)
+            | Error::RedisUnavailable
             | Error::LoadFailed(_) => true,
             Error::Config(_) | Error::Decode(_) | Error::Serve(_) => false,
         }

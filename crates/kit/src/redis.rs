@@ -23,9 +23,9 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use deadpool_redis::{Config, Pool, Runtime};
@@ -45,6 +45,53 @@ pub struct Redis {
     backend: Backend,
     prefix: Arc<str>,
     timeout: Duration,
+    breaker: Arc<Breaker>,
+}
+
+/// Fails calls at once for a moment after Redis stopped answering: a request touches
+/// Redis several times (cache reads, invalidations, events), and without it each touch
+/// would wait the whole timeout while Redis is paused or unreachable, turning a 100 ms
+/// budget into a second per request. Opens after [`Breaker::TRIP_AFTER`] consecutive
+/// connection-level failures (one slow reply under load does not trip it), stays open
+/// for [`Breaker::OPEN_FOR`], then lets calls try again.
+#[derive(Debug, Default)]
+struct Breaker {
+    consecutive_failures: AtomicU32,
+    /// Milliseconds since `epoch` until which calls fail at once.
+    open_until_ms: AtomicU64,
+    epoch: std::sync::OnceLock<Instant>,
+}
+
+impl Breaker {
+    const TRIP_AFTER: u32 = 3;
+    const OPEN_FOR: Duration = Duration::from_millis(500);
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.get_or_init(Instant::now).elapsed().as_millis() as u64
+    }
+
+    fn is_open(&self) -> bool {
+        self.now_ms() < self.open_until_ms.load(Ordering::Relaxed)
+    }
+
+    fn record(&self, failed_at_connection_level: bool) {
+        if !failed_at_connection_level {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+            return;
+        }
+        let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= Self::TRIP_AFTER {
+            let until = self.now_ms() + Self::OPEN_FOR.as_millis() as u64;
+            self.open_until_ms.store(until, Ordering::Relaxed);
+            metrics::counter!("redis_breaker_opened_total").increment(1);
+        }
+    }
+}
+
+/// Whether `e` says Redis itself is unreachable or unresponsive (as opposed to Redis
+/// answering with an error, such as a wrong type or a missing script).
+fn is_connection_level(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_unrecoverable_error()
 }
 
 #[derive(Clone)]
@@ -91,6 +138,7 @@ impl Redis {
             backend,
             prefix: config.prefix.as_str().into(),
             timeout: config.timeout,
+            breaker: Arc::default(),
         })
     }
 
@@ -236,9 +284,19 @@ impl Redis {
     }
 
     async fn bounded<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        if self.breaker.is_open() {
+            metrics::counter!("redis_errors_total").increment(1);
+            return Err(Error::RedisUnavailable);
+        }
         let out = tokio::time::timeout(self.timeout, fut)
             .await
             .unwrap_or(Err(Error::RedisTimeout(self.timeout)));
+        let unreachable = match &out {
+            Ok(_) => false,
+            Err(Error::Redis(e)) => is_connection_level(e),
+            Err(_) => true,
+        };
+        self.breaker.record(unreachable);
         if out.is_err() {
             metrics::counter!("redis_errors_total").increment(1);
         }
@@ -284,16 +342,17 @@ impl Cluster {
     }
 }
 
-/// Drops a slot's connection when it failed at the connection level (not for errors
-/// Redis answered with), so the next call there opens a fresh one.
+/// Drops the shared connections when one failed at the connection level (not for errors
+/// Redis answered with), so the next calls open fresh ones. All of them, not just the
+/// failed slot: a server that went away broke every connection to it, and a slot that
+/// a quiet caller uses rarely would otherwise fail on its next use long after Redis is
+/// back.
 fn settle<C: Clone, T>(shared: &Shared<C>, slot: usize, out: redis::RedisResult<T>) -> Result<T> {
     if let Err(e) = &out
-        && (e.is_io_error()
-            || e.is_connection_dropped()
-            || e.is_timeout()
-            || e.is_unrecoverable_error())
+        && is_connection_level(e)
     {
         shared.set(slot, None);
+        shared.clear();
     }
     Ok(out?)
 }
@@ -319,6 +378,12 @@ impl<C: Clone> Shared<C> {
     fn set(&self, slot: usize, conn: Option<C>) {
         if let Ok(mut guard) = self.slots[slot].lock() {
             *guard = conn;
+        }
+    }
+
+    fn clear(&self) {
+        for slot in 0..self.slots.len() {
+            self.set(slot, None);
         }
     }
 }
@@ -481,4 +546,43 @@ fn key_slot(cmd: &Cmd) -> Option<Slot> {
         _ => args.next()?,
     };
     Some(Slot::for_key(key))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn the_breaker_opens_after_consecutive_failures_only_and_closes_again() {
+        let breaker = Breaker::default();
+        // Failures separated by a success never trip it.
+        for _ in 0..5 {
+            breaker.record(true);
+            breaker.record(true);
+            breaker.record(false);
+        }
+        assert!(!breaker.is_open());
+        for _ in 0..Breaker::TRIP_AFTER {
+            breaker.record(true);
+        }
+        assert!(breaker.is_open());
+        std::thread::sleep(Breaker::OPEN_FOR + Duration::from_millis(50));
+        assert!(!breaker.is_open());
+    }
+
+    #[tokio::test]
+    async fn calls_to_an_unreachable_server_fail_at_once_once_the_breaker_is_open() {
+        // Nothing listens on port 1: every call is refused at the connection level.
+        let redis = Redis::new(&RedisConfig::for_url("redis://127.0.0.1:1/0", "t")).unwrap();
+        for _ in 0..Breaker::TRIP_AFTER {
+            assert!(redis.ping().await.is_err());
+        }
+        let started = Instant::now();
+        let err = redis.ping().await.unwrap_err();
+        assert!(matches!(err, Error::RedisUnavailable), "{err}");
+        assert!(err.is_unavailable());
+        assert!(started.elapsed() < Duration::from_millis(20));
+    }
 }

@@ -420,6 +420,13 @@ fn decode(
             "the JPEG is truncated: it has no end-of-image marker".into(),
         ));
     }
+    // The VP8 decoder is lenient the same way: a lossy WebP cut a few bytes short decodes
+    // "successfully", its last macroblocks made up.
+    if container == Container::Webp && !webp_is_complete(bytes) {
+        return Err(PipelineError::Corrupt(
+            "the WebP is truncated: a chunk ends past the end of the file".into(),
+        ));
+    }
     let mut decode_limits = image::Limits::default();
     decode_limits.max_image_width = Some(width);
     decode_limits.max_image_height = Some(height);
@@ -493,6 +500,31 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
             },
         }
     }
+}
+
+/// Whether every chunk of a WebP file is whole: after `RIFF`, the file size and `WEBP`, chunks
+/// of a FourCC, a little-endian size, the data and a pad byte when the size is odd. Only the
+/// final pad byte may be missing (it holds nothing); bytes past the RIFF size are ignored,
+/// chunks the RIFF size promises must be there.
+fn webp_is_complete(bytes: &[u8]) -> bool {
+    let Some(riff) = bytes.get(4..8) else {
+        return false;
+    };
+    let riff_size = u32::from_le_bytes([riff[0], riff[1], riff[2], riff[3]]);
+    let end = 8 + riff_size as usize;
+    let mut at = 12;
+    while at < end {
+        let Some(header) = bytes.get(at..at + 8) else {
+            return false;
+        };
+        let size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let data_end = at + 8 + size;
+        if data_end > bytes.len() {
+            return false;
+        }
+        at = data_end + (size & 1);
+    }
+    true
 }
 
 /// The length field of the segment whose marker is at `at` (it counts itself).
@@ -770,6 +802,22 @@ mod tests {
             flatten_on_white(&[0, 0, 0, 0, 255, 0, 0, 255, 0, 0, 0, 128]),
             vec![255, 255, 255, 255, 0, 0, 127, 127, 127]
         );
+    }
+
+    #[test]
+    fn webp_completeness_walks_the_chunks() {
+        // RIFF, a VP8L chunk of 3 bytes (odd: one pad byte), then junk past the RIFF size.
+        let whole = b"RIFF\x10\x00\x00\x00WEBPVP8L\x03\x00\x00\x00abc\x00junk";
+        assert!(webp_is_complete(whole));
+        // Without the pad byte: nothing is missing.
+        assert!(webp_is_complete(&whole[..23]));
+        for cut in [0, 4, 12, 16, 20, 22] {
+            assert!(!webp_is_complete(&whole[..cut]), "cut at {cut}");
+        }
+        // A chunk claiming more than there is.
+        assert!(!webp_is_complete(
+            b"RIFF\xff\xff\x00\x00WEBPVP8 \xff\xff\x00\x00ab"
+        ));
     }
 
     #[test]

@@ -164,7 +164,9 @@ fn read_vint(bytes: &[u8], strip_marker: bool) -> Option<(u64, usize)> {
     let len = first.leading_zeros() as usize + 1;
     let raw = bytes.get(..len)?;
     let mut value = u64::from(if strip_marker {
-        first & (0xFF >> len)
+        // An 8-byte vint (first byte 0x01) has no value bits in its first byte; a plain
+        // `0xFF >> 8` overflows the u8 (a panic in debug builds, the marker kept in release).
+        first & u8::MAX.checked_shr(first.leading_zeros() + 1).unwrap_or(0)
     } else {
         first
     });
@@ -308,6 +310,182 @@ mod tests {
         ] {
             assert_eq!(c.is_video(), video, "{c:?}");
             assert_eq!(c.mime_type(), mime, "{c:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    //! Properties of [`sniff`]: it never panics, its answer agrees with the magic bytes,
+    //! and only the first [`SNIFF_LEN`] bytes count.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The signatures that decide a container on their own, whatever follows.
+    fn simple_magic() -> impl Strategy<Value = (Vec<u8>, Container)> {
+        prop::sample::select(vec![
+            (vec![0xFF, 0xD8, 0xFF], Container::Jpeg),
+            (PNG_SIGNATURE.to_vec(), Container::Png),
+            (b"GIF87a".to_vec(), Container::Gif),
+            (b"GIF89a".to_vec(), Container::Gif),
+        ])
+    }
+
+    /// Bytes that are often a magic, a piece of one, or box/EBML structure.
+    fn header_like() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..8),
+            prop::sample::select(vec![
+                &[0xFF, 0xD8, 0xFF][..],
+                PNG_SIGNATURE,
+                b"GIF89a",
+                b"RIFF",
+                b"WEBP",
+                b"ftyp",
+                b"isom",
+                b"qt  ",
+                b"heic",
+                b"mif1",
+                EBML_MAGIC,
+                &[0x42, 0x82],
+                &[0x84, b'w', b'e', b'b', b'm'],
+                &[0x88, b'm', b'a', b't', b'r', b'o', b's', b'k', b'a'],
+                &[0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
+                &[0xFF, 0xFF, 0xFF, 0xFF],
+                &[0, 0, 0, 0x18],
+            ])
+            .prop_map(<[u8]>::to_vec),
+        ];
+        prop::collection::vec(piece, 0..12).prop_map(|p| p.concat())
+    }
+
+    /// Whether the magic bytes of `bytes` say `found` (anything is allowed to be `None`).
+    fn magic_agrees(bytes: &[u8], found: Option<Container>) -> bool {
+        match found {
+            None => true,
+            Some(Container::Jpeg) => bytes.starts_with(&[0xFF, 0xD8, 0xFF]),
+            Some(Container::Png) => bytes.starts_with(PNG_SIGNATURE),
+            Some(Container::Gif) => bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a"),
+            Some(Container::Webp) => {
+                bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WEBP")
+            }
+            Some(Container::Mp4 | Container::Mov) => bytes.get(4..8) == Some(b"ftyp"),
+            Some(Container::WebM) => bytes.starts_with(EBML_MAGIC),
+        }
+    }
+
+    /// Found by `never_panics_on_header_like_bytes`: an EBML header whose size is an 8-byte
+    /// vint (`01 ...`, as some muxers write it) overflowed the marker mask's shift.
+    #[test]
+    fn eight_byte_vint_sizes_do_not_overflow() {
+        let mut webm = EBML_MAGIC.to_vec();
+        webm.extend_from_slice(&[0x01, 0, 0, 0, 0, 0, 0, 0x07]);
+        webm.extend_from_slice(&[0x42, 0x82, 0x84, b'w', b'e', b'b', b'm']);
+        assert_eq!(sniff(&webm), Some(Container::WebM));
+        // The DocType's own size as an 8-byte vint too.
+        let mut webm = EBML_MAGIC.to_vec();
+        webm.extend_from_slice(&[0x8E, 0x42, 0x82, 0x01, 0, 0, 0, 0, 0, 0, 0x04]);
+        webm.extend_from_slice(b"webm");
+        assert_eq!(sniff(&webm), Some(Container::WebM));
+        assert_eq!(sniff(&[0x1A, 0x45, 0xDF, 0xA3, 0x01, 0xFF, 0xFF]), None);
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..160)) {
+            let _ = sniff(&bytes);
+        }
+
+        #[test]
+        fn never_panics_on_header_like_bytes(bytes in header_like()) {
+            let found = sniff(&bytes);
+            prop_assert!(magic_agrees(&bytes, found), "{:?}", found);
+        }
+
+        #[test]
+        fn a_magic_prefix_decides_the_type(
+            (magic, container) in simple_magic(),
+            rest in prop::collection::vec(any::<u8>(), 0..100),
+        ) {
+            let mut bytes = magic;
+            bytes.extend_from_slice(&rest);
+            prop_assert_eq!(sniff(&bytes), Some(container));
+        }
+
+        #[test]
+        fn riff_webp_is_webp(size in any::<[u8; 4]>(), rest in prop::collection::vec(any::<u8>(), 0..80)) {
+            let mut bytes = b"RIFF".to_vec();
+            bytes.extend_from_slice(&size);
+            bytes.extend_from_slice(b"WEBP");
+            bytes.extend_from_slice(&rest);
+            prop_assert_eq!(sniff(&bytes), Some(Container::Webp));
+        }
+
+        #[test]
+        fn ftyp_brands_decide_mp4_or_mov(
+            size in any::<u32>(),
+            major in prop::sample::select(MP4_BRANDS.to_vec()),
+            minor in any::<[u8; 4]>(),
+            rest in prop::collection::vec(any::<u8>(), 0..80),
+        ) {
+            let mut bytes = size.to_be_bytes().to_vec();
+            bytes.extend_from_slice(b"ftyp");
+            bytes.extend_from_slice(major);
+            bytes.extend_from_slice(&minor);
+            bytes.extend_from_slice(&rest);
+            prop_assert_eq!(sniff(&bytes), Some(Container::Mp4));
+            bytes[8..12].copy_from_slice(QUICKTIME_BRAND);
+            prop_assert_eq!(sniff(&bytes), Some(Container::Mov));
+            // An image or audio major brand is never a video, whatever it lists.
+            bytes[8..12].copy_from_slice(b"heic");
+            prop_assert_eq!(sniff(&bytes), None);
+        }
+
+        #[test]
+        fn truncated_headers_are_classified_without_panicking(
+            (magic, _) in simple_magic(),
+            cut in 0usize..8,
+        ) {
+            // A cut-short signature is not the type (nor a crash); a whole one is.
+            let cut = cut.min(magic.len());
+            let found = sniff(&magic[..cut]);
+            if cut == magic.len() {
+                prop_assert!(found.is_some());
+            } else {
+                prop_assert_eq!(found, None);
+            }
+        }
+
+        #[test]
+        fn truncated_video_headers_never_panic(
+            ebml in any::<bool>(),
+            size in any::<[u8; 4]>(),
+            body in header_like(),
+            cut in 0usize..64,
+        ) {
+            let mut bytes = if ebml {
+                EBML_MAGIC.to_vec()
+            } else {
+                let mut b = size.to_vec();
+                b.extend_from_slice(b"ftyp");
+                b
+            };
+            bytes.extend_from_slice(&body);
+            let head = &bytes[..cut.min(bytes.len())];
+            let found = sniff(head);
+            prop_assert!(magic_agrees(head, found), "{:?}", found);
+        }
+
+        #[test]
+        fn only_the_first_bytes_count(
+            head in prop::collection::vec(any::<u8>(), SNIFF_LEN..SNIFF_LEN + 1),
+            tail in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut bytes = head.clone();
+            bytes.extend_from_slice(&tail);
+            prop_assert_eq!(sniff(&bytes), sniff(&head));
         }
     }
 }

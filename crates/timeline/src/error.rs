@@ -45,6 +45,10 @@ impl From<sqlx::Error> for Error {
                 Error::InvalidArgument("invalid characters or value in the request".into())
             }
             Some("40P01" | "40001") => Error::Aborted,
+            // Foreign key violation: the status a favourite, bookmark, pin or reblog points
+            // at is gone (deleted after the visibility check, which may read the cache).
+            // Found by schemathesis, as a 500; it is the caller's unknown status.
+            Some("23503") => Error::NotFound("status"),
             _ => Error::Kit(rookery_kit::Error::Database(e)),
         }
     }

@@ -162,12 +162,22 @@ pub async fn update_credentials(
     }
 }
 
+/// A public read's token, when one is given, must have `read:accounts` (Mastodon's
+/// `authorize_if_got_token!`): a `write`-only token reads nothing.
+fn require_read_accounts(auth: &MaybeAuth) -> Result<(), ApiError> {
+    match &auth.0 {
+        Some(auth) => auth.require(&["read:accounts"]),
+        None => Ok(()),
+    }
+}
+
 /// `GET /api/v1/accounts/:id` (public).
 pub async fn show(
     State(state): State<AppState>,
-    _auth: MaybeAuth,
+    auth: MaybeAuth,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
+    require_read_accounts(&auth)?;
     let id: AccountId = id.parse().map_err(|_| ApiError::not_found())?;
     let account = state.account(id).await?;
     Ok(Json(Account::new(&account, &state.config.instance.base_url)).into_response())
@@ -182,9 +192,10 @@ pub struct Lookup {
 /// `GET /api/v1/accounts/lookup?acct=` (public).
 pub async fn lookup(
     State(state): State<AppState>,
-    _auth: MaybeAuth,
+    auth: MaybeAuth,
     Params(p): Params<Lookup>,
 ) -> ApiResult<Response> {
+    require_read_accounts(&auth)?;
     if p.acct.trim().is_empty() {
         return Err(ApiError::bad_request("Missing required parameter: acct"));
     }

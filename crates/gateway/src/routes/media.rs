@@ -313,7 +313,10 @@ fn parse_range(value: &str) -> Option<ByteRange> {
         if end < start {
             return None;
         }
-        Some(end)
+        // The length of `0-18446744073709551615`, end - start + 1, does not fit a u64 (a
+        // panic in debug builds). An end past the file means "to the end" (RFC 9110
+        // §14.1.2), which `a-` says.
+        (end < u64::MAX).then_some(end)
     };
     Some(ByteRange::From { start, end })
 }
@@ -511,5 +514,145 @@ mod tests {
             HeaderValue::from_static("image/avif,image/webp,*/*;q=0.8"),
         );
         assert!(accepts_webp(&h));
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    //! Properties of the `Range` and `Accept` parsing of media serving: any header is a
+    //! single byte range or none (the file served whole), never a panic, and a range's
+    //! length always fits.
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The read request `serve` makes of a range, as `serve` computes it.
+    fn offset_and_length(range: ByteRange) -> (u64, u64) {
+        match range {
+            ByteRange::From { start, end } => (start, end.map_or(0, |e| e - start + 1)),
+            ByteRange::Suffix(_) => (0, 0),
+        }
+    }
+
+    /// `Range` values: mostly one `bytes=a-b`, with numbers around the u64 limits.
+    fn range_like() -> impl Strategy<Value = String> {
+        let num = prop_oneof![
+            2 => any::<u64>().prop_map(|n| n.to_string()),
+            2 => "[0-9]{0,3}",
+            2 => Just(u64::MAX.to_string()),
+            2 => Just("0".to_owned()),
+            1 => Just("18446744073709551616".to_owned()),
+            1 => "[+-]?[0-9a-f ]{0,4}",
+        ];
+        let unit = prop_oneof![
+            4 => Just("bytes="),
+            1 => prop::sample::select(vec!["Bytes=", "items=", "", " bytes= ", "bytes"]),
+        ];
+        let dash = prop_oneof![
+            4 => Just("-"),
+            1 => prop::sample::select(vec!["--", "", " - "]),
+        ];
+        let spec = (num.clone(), dash, num).prop_map(|(a, dash, b)| format!("{a}{dash}{b}"));
+        (unit, spec.clone(), prop::option::weighted(0.2, spec)).prop_map(|(unit, spec, more)| {
+            match more {
+                Some(more) => format!("{unit}{spec},{more}"),
+                None => format!("{unit}{spec}"),
+            }
+        })
+    }
+
+    /// Found by `ranges_are_sane`: `bytes=0-18446744073709551615` overflowed the length
+    /// `serve` computes.
+    #[test]
+    fn a_range_to_u64_max_is_open_ended() {
+        let range = parse_range("bytes=0-18446744073709551615").unwrap();
+        assert_eq!(
+            range,
+            ByteRange::From {
+                start: 0,
+                end: None
+            }
+        );
+        assert_eq!(offset_and_length(range), (0, 0));
+        assert_eq!(
+            parse_range("bytes=5-18446744073709551614"),
+            Some(ByteRange::From {
+                start: 5,
+                end: Some(u64::MAX - 1)
+            })
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn ranges_are_sane(value in prop_oneof![any::<String>(), range_like()]) {
+            match parse_range(&value) {
+                None => {}
+                Some(range @ ByteRange::From { start, end }) => {
+                    prop_assert!(value.trim().starts_with("bytes="));
+                    prop_assert!(!value.contains(','));
+                    if let Some(end) = end {
+                        prop_assert!(end >= start);
+                        prop_assert!(end.checked_sub(start).and_then(|d| d.checked_add(1)).is_some());
+                    }
+                    let _ = offset_and_length(range);
+                }
+                Some(ByteRange::Suffix(_)) => {
+                    prop_assert!(value.trim().starts_with("bytes="));
+                    prop_assert!(!value.contains(','));
+                }
+            }
+        }
+
+        #[test]
+        fn valid_ranges_parse_to_their_value(
+            start in any::<u64>(),
+            len in prop::option::of(any::<u64>()),
+            a in " {0,2}",
+            b in " {0,2}",
+        ) {
+            let end = len.map(|l| start.saturating_add(l));
+            let value = match end {
+                Some(end) => format!("{a}bytes={a}{start}{b}-{b}{end}{a}"),
+                None => format!("{a}bytes={start}-{b}"),
+            };
+            // An end of u64::MAX is "to the end" (see `a_range_to_u64_max_is_open_ended`).
+            let expected = ByteRange::From {
+                start,
+                end: end.filter(|&e| e < u64::MAX),
+            };
+            prop_assert_eq!(parse_range(&value), Some(expected));
+            prop_assert_eq!(parse_range(&format!("bytes=-{start}")), Some(ByteRange::Suffix(start)));
+            // Backwards or several ranges: the whole file.
+            if let Some(end) = end.filter(|&e| e > start) {
+                prop_assert_eq!(parse_range(&format!("bytes={end}-{start}")), None);
+                prop_assert_eq!(parse_range(&format!("bytes={start}-{end},0-1")), None);
+            }
+        }
+
+        #[test]
+        fn webp_is_taken_only_when_listed(
+            types in prop::collection::vec(
+                prop::sample::select(vec![
+                    "image/avif", "image/webp", "image/webp;q=0.9", "image/png", "*/*;q=0.8",
+                    "image/*", "text/html", "", " ", "image/web",
+                ]),
+                0..5,
+            ),
+            junk in prop::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let mut h = HeaderMap::new();
+            let listed = types.join(",");
+            h.insert(header::ACCEPT, HeaderValue::from_str(&listed).unwrap());
+            if let Ok(v) = HeaderValue::from_bytes(&junk) {
+                h.append(header::ACCEPT, v);
+            }
+            let junk_has_webp = std::str::from_utf8(&junk)
+                .is_ok_and(|j| j.split(',').any(|t| t.trim().starts_with("image/webp")));
+            let expected = types.iter().any(|t| t.starts_with("image/webp")) || junk_has_webp;
+            prop_assert_eq!(accepts_webp(&h), expected);
+        }
     }
 }

@@ -6,6 +6,7 @@ pub mod instance;
 pub mod media;
 pub mod notifications;
 pub mod oauth;
+pub mod openapi;
 pub mod statuses;
 pub mod timelines;
 
@@ -23,6 +24,7 @@ use statuses::interaction_route;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/apps", post(oauth::create_app))
+        .route("/api/v1/openapi.json", get(openapi::document))
         .route(
             "/api/v1/media/{id}",
             get(media::show).put(media::update).delete(media::delete),

@@ -423,6 +423,9 @@ async fn unread_count(
 ) -> ApiResult<Response> {
     auth.require(&["read:notifications"])?;
     let me = auth.account()?.0;
+    // Validated before the early answer below (found by schemathesis: a malformed limit
+    // passed when every asked type was unknown).
+    let limit = limit(p.page.raw_limit(), 100, 1000)?;
     let Some(filter) = p.filter()? else {
         return Ok(json_response(&Count { count: 0 }, 16));
     };
@@ -431,7 +434,7 @@ async fn unread_count(
         .unread_count(nt::UnreadCountRequest {
             account_id: me,
             filter: Some(filter),
-            limit: limit(p.page.raw_limit(), 100, 1000)?,
+            limit,
             grouped,
             grouped_types: p.grouped_types(),
         })

@@ -459,6 +459,12 @@ pub async fn source(
         .await?
         .into_inner();
     let s = page.statuses.get(&id).ok_or_else(ApiError::not_found)?;
+    // The text as typed is the author's only (Mastodon: `Status.where(account:
+    // current_account).find`): others who may see the status get its rendered content,
+    // and a 404 here, as for a status that does not exist.
+    if s.account_id != me.0 {
+        return Err(ApiError::not_found());
+    }
     Ok(axum::Json(serde_json::json!({
         "id": s.id.to_string(),
         "text": s.text,

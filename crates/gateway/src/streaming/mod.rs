@@ -202,10 +202,8 @@ fn token(headers: &HeaderMap, params: &Params, with_protocol: bool) -> Option<St
     let header = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        });
+        // Any case of `Bearer`, as for every other request.
+        .and_then(|v| crate::auth::credentials(v, "Bearer"));
     let protocol = || {
         headers
             .get(http::header::SEC_WEBSOCKET_PROTOCOL)
@@ -260,5 +258,64 @@ mod tests {
             "Bearer from-header".parse().unwrap(),
         );
         assert_eq!(token(&headers, &params, true).unwrap(), "from-header");
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    //! Properties of the streaming token lookup: any headers and parameters give a
+    //! bounded, trimmed token or none, never a panic; the header wins.
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn header_value() -> impl Strategy<Value = Option<http::HeaderValue>> {
+        prop::option::of(
+            prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..80),
+                "(Bearer|bearer|BEARER|Basic|) {0,2}[ -~]{0,40}".prop_map(String::into_bytes),
+            ]
+            .prop_filter_map("a header value", |b| http::HeaderValue::from_bytes(&b).ok()),
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn tokens_are_bounded_or_absent(
+            authorization in header_value(),
+            protocol in header_value(),
+            access_token in prop::option::of(any::<String>()),
+            with_protocol in any::<bool>(),
+        ) {
+            let mut headers = HeaderMap::new();
+            if let Some(v) = authorization {
+                headers.insert(http::header::AUTHORIZATION, v);
+            }
+            if let Some(v) = protocol {
+                headers.insert(http::header::SEC_WEBSOCKET_PROTOCOL, v);
+            }
+            let params = Params { access_token, ..Params::default() };
+            if let Some(t) = token(&headers, &params, with_protocol) {
+                prop_assert!(!t.is_empty() && t.len() <= 512);
+                prop_assert_eq!(t.trim(), t.as_str());
+            }
+        }
+
+        #[test]
+        fn a_bearer_header_in_any_case_wins(
+            scheme in "(Bearer|bearer|BEARER|bEaReR)",
+            t in "[A-Za-z0-9._~+/=-]{1,512}",
+            access_token in prop::option::of("[a-z]{1,10}"),
+        ) {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_str(&format!("{scheme} {t}")).unwrap(),
+            );
+            let params = Params { access_token, ..Params::default() };
+            prop_assert_eq!(token(&headers, &params, true), Some(t));
+        }
     }
 }

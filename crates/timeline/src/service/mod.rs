@@ -128,12 +128,20 @@ impl Timeline {
     }
 
     /// The viewer with their filters: from Redis, or loaded from the users service and
-    /// cached there on a miss.
+    /// cached there on a miss. Redis down or slow counts as a miss: the request is slower,
+    /// not failed.
     pub async fn viewer(&self, id: i64) -> Result<Viewer> {
         if id == 0 {
             return Ok(Viewer::anonymous());
         }
-        let (blocks, mutes) = self.feeds.filters(id).await?;
+        let (blocks, mutes) = match self.feeds.filters(id).await {
+            Ok(cached) => cached,
+            Err(crate::Error::Kit(e)) if e.is_unavailable() => {
+                tracing::debug!(error = %e, "viewer filters unreadable, loading them");
+                (None, None)
+            }
+            Err(e) => return Err(e),
+        };
         self.complete_viewer(id, blocks, mutes).await
     }
 
@@ -260,22 +268,26 @@ impl Timeline {
         bodies: HashMap<i64, pb::Status>,
         filter: Filter,
     ) -> Result<pb::StatusPage> {
-        // Private statuses of others need to know whom the viewer follows.
+        // Private statuses of others need to know whom the viewer follows. A trusted page
+        // vouches for its own rows only, not for what they quote: an author may quote their
+        // own private or direct status in a public one, which an account's page (or a
+        // follower's home) selects, and the quoted status must stay hidden from those who
+        // may not see it. So quotes are always checked.
         let mut ask: Vec<i64> = Vec::new();
-        if !filter.trusted {
-            for id in ids {
-                let Some(s) = bodies.get(id) else { continue };
-                let shown = s.reblog_of_id.and_then(|o| bodies.get(&o)).unwrap_or(s);
+        for id in ids {
+            let Some(s) = bodies.get(id) else { continue };
+            let shown = s.reblog_of_id.and_then(|o| bodies.get(&o)).unwrap_or(s);
+            if !filter.trusted {
                 for st in [s, shown] {
                     if needs_follow_check(viewer, st) {
                         ask.push(st.account_id);
                     }
                 }
-                if let Some(q) = shown.quote_of_id.and_then(|q| bodies.get(&q))
-                    && needs_follow_check(viewer, q)
-                {
-                    ask.push(q.account_id);
-                }
+            }
+            if let Some(q) = shown.quote_of_id.and_then(|q| bodies.get(&q))
+                && needs_follow_check(viewer, q)
+            {
+                ask.push(q.account_id);
             }
         }
         if filter.followed_replies_only {
@@ -292,6 +304,9 @@ impl Timeline {
                 return false;
             }
             filter.trusted || can_see(viewer, s, &following)
+        };
+        let may_see_quoted = |s: &pb::Status| {
+            !viewer.blocks.contains(&s.account_id) && can_see(viewer, s, &following)
         };
 
         let mut page = pb::StatusPage::default();
@@ -327,7 +342,7 @@ impl Timeline {
             }
             if let Some(q) = shown.quote_of_id {
                 match bodies.get(&q) {
-                    Some(quoted) if may_see(quoted) => shown_ids.push(q),
+                    Some(quoted) if may_see_quoted(quoted) => shown_ids.push(q),
                     Some(_) => page.hidden_quotes.push(q),
                     None => {}
                 }
