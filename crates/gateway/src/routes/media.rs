@@ -173,7 +173,10 @@ async fn pump(
         match name.as_str() {
             "file" | "thumbnail" => {
                 let is_file = name == "file";
-                saw_file |= is_file;
+                // A browser's file input left empty sends a part with no filename and no
+                // bytes: that is no file. An empty part with a filename is an empty file,
+                // refused below (found by schemathesis: an empty thumbnail was ignored).
+                let named = field.file_name().is_some_and(|f| !f.is_empty());
                 let wrap = |b: Bytes| {
                     if is_file {
                         Part::File(b)
@@ -182,7 +185,9 @@ async fn pump(
                     }
                 };
                 let mut buf = BytesMut::with_capacity(CHUNK);
+                let mut size = 0;
                 while let Some(bytes) = field.chunk().await.map_err(form)? {
+                    size += bytes.len();
                     buf.extend_from_slice(&bytes);
                     if buf.len() >= CHUNK {
                         send(wrap(buf.split().freeze())).await?;
@@ -191,6 +196,14 @@ async fn pump(
                 if !buf.is_empty() {
                     send(wrap(buf.freeze())).await?;
                 }
+                if size == 0 && named {
+                    return Err(PumpError::Form(ApiError::unprocessable(if is_file {
+                        "Validation failed: File can't be blank"
+                    } else {
+                        "Validation failed: Thumbnail can't be blank"
+                    })));
+                }
+                saw_file |= is_file && size > 0;
             }
             "description" => late.description = field.text().await.map_err(form)?,
             "focus" => late.focus = field.text().await.map_err(form)?,
