@@ -109,13 +109,6 @@ def main() -> int:
     groups = call("GET", "/api/v2/notifications", fuzzer)
     call("POST", "/api/v1/markers", fuzzer, json={"home": {"last_read_id": first["id"]}})
 
-    attachment = call("GET", f"/api/v1/media/{media['id']}", fuzzer, ok=(200, 206))
-    media_keys = [
-        url.split("/system/media/", 1)[1]
-        for url in (attachment.get("url"), attachment.get("preview_url"))
-        if isinstance(url, str) and "/system/media/" in url
-    ]
-
     dictionaries = {
         # Not the fuzzer's own id: following, blocking, muting... oneself is a 422 that
         # no schema can describe.
@@ -127,7 +120,6 @@ def main() -> int:
         "group_keys": [g["group_key"] for g in groups.get("notification_groups", [])][:10] or ["1"],
         "tags": ["fuzz"],
         "accts": [fuzzer_name],
-        "media_keys": media_keys or ["missing"],
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "token").write_text(fuzzer)

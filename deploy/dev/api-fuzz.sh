@@ -14,7 +14,8 @@
 # Env: FUZZ_EXAMPLES (examples per operation and phase, 50), FUZZ_SEED (20240601),
 # FUZZ_WORKERS (1: with more, CPython 3.11's parser sometimes fails in Hypothesis'
 # threads, "AST constructor recursion depth mismatch"), FUZZ_ARGS (more schemathesis
-# arguments, e.g. "--include-path-regex statuses"), FUZZ_REPORT_DIR (junit.xml, and
+# arguments, e.g. "--include-path-regex statuses --phases coverage,fuzzing": the stateful
+# phase needs several operations), FUZZ_REPORT_DIR (junit.xml, and
 # with FUZZ_NDJSON=1 every request and response in events.ndjson; .data/api-fuzz/report).
 set -euo pipefail
 
@@ -23,6 +24,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 "$ROOT/deploy/dev/pyenv.sh"
+
+# One run at a time: a second one would take the same ports and drop the database under
+# the first. It waits for the first to finish.
+mkdir -p "$RUN_DIR"
+exec 9>"$RUN_DIR/api-fuzz.lock"
+flock -w 900 9 || die "another api-fuzz run holds $RUN_DIR/api-fuzz.lock"
 
 export ROOKERY_DB=rookery_fuzz GATEWAY_PORT=18280 USERS_GRPC_PORT=15251 USERS_HTTP_PORT=19301
 unset ROOKERY_DOMAIN ROOKERY_BASE_URL # derived from GATEWAY_PORT by stack.sh

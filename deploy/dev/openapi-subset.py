@@ -318,7 +318,6 @@ def retype(p: dict, new: dict, note: str) -> None:
 # Python's wider `\s`), a blank value is the same as an absent one (as Rails reads it),
 # integers are 64-bit, booleans are `opt_bool`'s words in any ASCII case.
 WHITE_SPACE = "\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
-INT64 = {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}
 BLANK = {"type": "string", "pattern": f"^[{WHITE_SPACE}]*$"}
 
 
