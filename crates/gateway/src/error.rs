@@ -184,28 +184,40 @@ pub fn rate_limit_headers(metadata: &tonic::metadata::MetadataMap, retry_after: 
         metadata
             .get(key)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(|v| v.parse::<u64>().ok())
     };
-    let mut headers = HeaderMap::new();
-    for (key, name) in [
-        ("x-ratelimit-limit", "x-ratelimit-limit"),
-        ("x-ratelimit-remaining", "x-ratelimit-remaining"),
-    ] {
-        if let Some(n) = number(key) {
-            headers.insert(name, HeaderValue::from(n));
+    match (
+        number("x-ratelimit-limit"),
+        number("x-ratelimit-remaining"),
+        number("x-ratelimit-reset"),
+    ) {
+        (Some(limit), Some(remaining), Some(reset)) => {
+            limit_headers(limit, remaining, reset, retry_after)
         }
+        _ => HeaderMap::new(),
     }
-    if let Some(reset) = number("x-ratelimit-reset") {
-        if let Some(at) = chrono::DateTime::from_timestamp(reset, 0)
-            && let Ok(v) =
-                HeaderValue::from_str(&at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-        {
-            headers.insert("x-ratelimit-reset", v);
-        }
-        if retry_after {
-            let wait = (reset - chrono::Utc::now().timestamp()).max(1);
-            headers.insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
-        }
+}
+
+/// `X-RateLimit-Limit`, `-Remaining`, `-Reset` (ISO 8601, as Mastodon sends it) for a
+/// window ending at `reset` (Unix seconds), and with `retry_after` also `Retry-After`
+/// (seconds, at least 1). The one place both the gateway's and the services' limits are
+/// rendered.
+pub fn limit_headers(limit: u64, remaining: u64, reset: u64, retry_after: bool) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("x-ratelimit-limit", HeaderValue::from(limit));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+    if let Some(at) = chrono::DateTime::from_timestamp(reset as i64, 0)
+        && let Ok(v) =
+            HeaderValue::from_str(&at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+    {
+        headers.insert("x-ratelimit-reset", v);
+    }
+    if retry_after {
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        headers.insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::from(reset.saturating_sub(now).max(1)),
+        );
     }
     headers
 }

@@ -15,7 +15,7 @@ use std::{
 
 use axum::{
     extract::{ConnectInfo, MatchedPath, Request, State},
-    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    http::{HeaderMap, Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -178,22 +178,8 @@ fn unix_millis() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// `X-RateLimit-*` headers of `d` (`Reset` in ISO 8601, as Mastodon sends it).
 fn headers(d: &Decision, refused: bool) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
-    headers.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
-    if let Some(at) = chrono::DateTime::from_timestamp(d.reset_at as i64, 0)
-        && let Ok(v) =
-            HeaderValue::from_str(&at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-    {
-        headers.insert("x-ratelimit-reset", v);
-    }
-    if refused {
-        let wait = d.reset_at.saturating_sub(unix_millis() / 1000).max(1);
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(wait));
-    }
-    headers
+    crate::error::limit_headers(d.limit, d.remaining, d.reset_at, refused)
 }
 
 /// The middleware: counts the request, refuses it with 429 when over a limit, and adds
@@ -217,7 +203,7 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| crate::auth::credentials(v, "Bearer"))
         .map(|t| crate::auth::token_key(t.trim()));
     let ip = ip.to_string();
     let (main, subject) = match &token {
@@ -260,6 +246,8 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use axum::http::HeaderValue;
 
     use super::*;
 
