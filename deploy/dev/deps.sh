@@ -400,7 +400,11 @@ start_redis_cluster() {
             cluster_node_up "$port" && break
             sleep 0.2
         done
-        cluster_node_up "$port" || die "Redis Cluster node $port did not start; see $LOG_DIR/redis-cluster-$port.log"
+        cluster_node_up "$port" || {
+            # CI shows only our output: say why (a bind error names the busy port).
+            tail -n 5 "$LOG_DIR/redis-cluster-$port.log" >&2 2>/dev/null || true
+            die "Redis Cluster node $port did not start; see $LOG_DIR/redis-cluster-$port.log"
+        }
     done
     if ! cluster_ok; then
         # A node that knows no other node has never been part of a cluster: create it.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make test-faults: the fault-injection suite (tests/faults). Runs the real processes
 # (stack.sh start-bg, debug builds) against a private Postgres + Redis under
-# .data/faults/data (ports 55532/56479), so killing, pausing and restarting them harms
+# .data/faults/data (ports 15532/16479), so killing, pausing and restarting them harms
 # neither the dev stack nor other tests; drives them at a steady rate from pytest, injects
 # one fault per scenario and asserts the outcome. Each scenario prints a result row; the
 # table is printed at the end and written to .data/faults/report.md.
@@ -23,7 +23,7 @@ cd "$ROOT"
 FAULTS_DIR="$ROOT/.data/faults"
 # Private Postgres/Redis (lib.sh derives every path and URL from these).
 export ROOKERY_DATA_DIR="$FAULTS_DIR/data"
-export ROOKERY_PG_PORT="${FAULTS_PG_PORT:-55532}" ROOKERY_REDIS_PORT="${FAULTS_REDIS_PORT:-56479}"
+export ROOKERY_PG_PORT="${FAULTS_PG_PORT:-15532}" ROOKERY_REDIS_PORT="${FAULTS_REDIS_PORT:-16479}"
 # Never started here; set so that nothing in this run can reach the dev Redis Cluster.
 export ROOKERY_REDIS_CLUSTER_PORT=56580
 # The dev cluster trades durability for speed (synchronous_commit=off): an immediate stop

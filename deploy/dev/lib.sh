@@ -21,14 +21,17 @@ PG_SOCKET_DIR="$RUN_DIR/postgres"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 export ROOT DATA
 
-# Ports are unusual on purpose so the stack never collides with a system Postgres/Redis.
+# Ports are unusual on purpose so the stack never collides with a system Postgres/Redis,
+# and below 32768 so they are outside Linux's ephemeral range (32768-60999): a port in it
+# can be the source port of any outgoing connection (apt, psql, the cluster's own bus
+# links), and a server that starts then fails to bind. That made CI fail once on 56382.
 PG_HOST=127.0.0.1
-PG_PORT="${ROOKERY_PG_PORT:-55432}"
-REDIS_PORT="${ROOKERY_REDIS_PORT:-56379}"
+PG_PORT="${ROOKERY_PG_PORT:-15432}"
+REDIS_PORT="${ROOKERY_REDIS_PORT:-16379}"
 export ROOKERY_PG_PORT="$PG_PORT" ROOKERY_REDIS_PORT="$REDIS_PORT"
 # A three-node Redis Cluster (ports BASE..BASE+2) for the tests of cluster mode; `make run`
 # does not need it.
-REDIS_CLUSTER_BASE="${ROOKERY_REDIS_CLUSTER_PORT:-56380}"
+REDIS_CLUSTER_BASE="${ROOKERY_REDIS_CLUSTER_PORT:-16380}"
 REDIS_CLUSTER_PORTS="$REDIS_CLUSTER_BASE $((REDIS_CLUSTER_BASE + 1)) $((REDIS_CLUSTER_BASE + 2))"
 REDIS_CLUSTER_DIR="$DATA/redis-cluster"
 

@@ -6,7 +6,7 @@ use std::{str::FromStr, time::Duration};
 use crate::{Error, Result};
 
 /// Default Redis URL of the local stack (`make run`).
-pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:56379/0";
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:16379/0";
 
 /// Reads `name`, or `default` when unset or empty.
 pub fn env_or(name: &str, default: &str) -> String {

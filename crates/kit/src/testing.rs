@@ -12,7 +12,7 @@ use crate::config::{DEFAULT_REDIS_URL, env_or};
 
 /// Superuser URL of the local test cluster: `ROOKERY_TEST_ADMIN_URL`.
 pub const DEFAULT_ADMIN_URL: &str =
-    "postgres://rookery_admin:rookery_admin@127.0.0.1:55432/postgres";
+    "postgres://rookery_admin:rookery_admin@127.0.0.1:15432/postgres";
 
 /// Redis URL of the local stack: `REDIS_URL`.
 pub fn redis_url() -> String {
@@ -25,7 +25,7 @@ pub fn redis_url() -> String {
 pub fn redis_cluster_nodes() -> String {
     env_or(
         "ROOKERY_TEST_REDIS_CLUSTER_NODES",
-        "redis://127.0.0.1:56380,redis://127.0.0.1:56381,redis://127.0.0.1:56382",
+        "redis://127.0.0.1:16380,redis://127.0.0.1:16381,redis://127.0.0.1:16382",
     )
 }
 

@@ -10,7 +10,7 @@ use rookery_media_pipeline::ImageLimits;
 
 /// Default database URL of the local stack (`make run`).
 pub const DEFAULT_DATABASE_URL: &str =
-    "postgres://rookery_media:rookery_media@127.0.0.1:55432/rookery";
+    "postgres://rookery_media:rookery_media@127.0.0.1:15432/rookery";
 
 const MIB: u64 = 1024 * 1024;
 

@@ -9,7 +9,7 @@ use rookery_kit::{
 
 /// Default database URL of the local stack (`make run`).
 pub const DEFAULT_DATABASE_URL: &str =
-    "postgres://rookery_timeline:rookery_timeline@127.0.0.1:55432/rookery";
+    "postgres://rookery_timeline:rookery_timeline@127.0.0.1:15432/rookery";
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
