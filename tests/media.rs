@@ -246,11 +246,26 @@ async fn an_image_is_stripped_turned_upright_served_immutably_and_attached() {
     .await
     .expect("the status reaches the home timeline");
     assert_eq!(home[0]["media_attachments"][0]["id"], id.as_str());
+    // The media service learns of the attachment from the timeline's events. Probe with
+    // an edit, which changes nothing here: a DELETE that came first would succeed.
     let in_use = eventually(Duration::from_secs(10), || async {
-        (delete_media(&stack, &token, &id).await == StatusCode::UNPROCESSABLE_ENTITY).then_some(())
+        let res = stack
+            .http
+            .put(format!("{}/api/v1/media/{id}", stack.base))
+            .bearer_auth(&token)
+            .form(&[("description", "a red and blue flag")])
+            .send()
+            .await
+            .unwrap();
+        (res.status() == StatusCode::UNPROCESSABLE_ENTITY).then_some(())
     })
     .await;
-    assert!(in_use.is_some(), "attached media can still be deleted");
+    assert!(in_use.is_some(), "the upload is never marked as used");
+    assert_eq!(
+        delete_media(&stack, &token, &id).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "attached media can still be deleted"
+    );
 
     // Deleting the status frees the upload (delete and redraft), which may then go.
     let res = stack

@@ -618,8 +618,11 @@ impl Stack {
         .await
     }
 
-    /// Entries of the users service's event stream as (topic, aggregate id).
+    /// Entries of the users service's event stream as (topic, aggregate id): every event
+    /// committed before the call (the outbox relay publishes them asynchronously, so this
+    /// first waits, at most 5 s, for the outbox to be empty).
     pub async fn user_events(&self) -> Vec<(String, String)> {
+        self.outbox_drained().await;
         let client = redis::Client::open(self.redis_url.as_str()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         let key = format!("{}:events:users", self.redis_prefix);
@@ -638,6 +641,24 @@ impl Stack {
                 (text("topic"), text("aggregate"))
             })
             .collect()
+    }
+
+    /// Waits until the users service's outbox holds nothing, or 5 s have passed (the
+    /// caller's assertions then say what is missing).
+    async fn outbox_drained(&self) {
+        use sqlx::Connection;
+        let mut db = sqlx::PgConnection::connect(&self.db.url).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+                .fetch_one(&mut db)
+                .await
+                .unwrap();
+            if left == 0 || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 }
 
