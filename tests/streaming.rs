@@ -447,6 +447,76 @@ async fn tokens_are_checked_before_the_upgrade() {
 }
 
 #[tokio::test]
+async fn revoking_a_token_closes_its_streams_at_once() {
+    let stack = spawn().await;
+    let (app, people) = accounts(&stack, &["author", "reader", "other"]).await;
+    let [(author, author_id), (reader, _), (other, _)] =
+        [people[0].clone(), people[1].clone(), people[2].clone()];
+    let mut revoked_ws = connect(&stack, "?stream=public", &reader).await;
+    let mut kept_ws = connect(&stack, "?stream=public", &other).await;
+    let sse = stack
+        .http
+        .get(format!(
+            "{}/api/v1/streaming/public?access_token={reader}",
+            stack.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+    let mut sse = sse.bytes_stream();
+
+    // All three are live.
+    let channel = streaming::public_channel(&redis(&stack));
+    let id = post(&stack, &author, "before").await;
+    publish(&stack, &channel, update(&id, &author_id)).await;
+    frame_about(&mut revoked_ws, "update", &id).await;
+    frame_about(&mut kept_ws, "update", &id).await;
+
+    json_ok(stack.revoke(&app, &reader).await).await;
+
+    // The WebSocket is closed with 1008 (policy), well before any periodic check.
+    let close = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match revoked_ws.next().await {
+                Some(Ok(tungstenite::Message::Close(frame))) => return frame,
+                Some(Ok(_)) => {}
+                other => panic!("the socket ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the revoked token's WebSocket was not closed within 5 s");
+    assert_eq!(close.map(|f| f.code), Some(CloseCode::Policy));
+    // The event stream ends.
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = sse.next().await {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the revoked token's event stream did not end"
+    );
+
+    // Other tokens keep their streams; the revoked one cannot open a new one.
+    let id = post(&stack, &author, "after").await;
+    publish(&stack, &channel, update(&id, &author_id)).await;
+    frame_about(&mut kept_ws, "update", &id).await;
+    let req = ws_url(&stack.base, "?stream=public")
+        .into_client_request()
+        .map(|mut req| {
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {reader}").parse().unwrap());
+            req
+        })
+        .unwrap();
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tungstenite::Error::Http(res)) => assert_eq!(res.status(), 401),
+        other => panic!("expected 401, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn blocked_and_muted_authors_are_left_out() {
     let stack = spawn().await;
     let (_, people) = accounts(&stack, &["author", "muter", "blocker", "reader"]).await;

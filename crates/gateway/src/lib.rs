@@ -107,7 +107,12 @@ pub fn state(config: Config, shutdown: &CancellationToken) -> anyhow::Result<App
         .rate_limits
         .clone()
         .map(|limits| ratelimit::RateLimits::new(&redis, limits));
-    let streaming = streaming::Streaming::new(config.streaming.clone(), redis, shutdown.clone());
+    let streaming = streaming::Streaming::new(
+        config.streaming.clone(),
+        redis,
+        Arc::clone(&hub),
+        shutdown.clone(),
+    );
     let stats = TieredCache::new(
         &hub,
         "instance-stats",

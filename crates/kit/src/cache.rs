@@ -25,13 +25,25 @@ use std::{
 
 use futures::StreamExt;
 use prost::Message;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::redis::Redis;
 
 /// Delay of the second L2 delete after an invalidation.
 const SECOND_DELETE_AFTER: Duration = Duration::from_millis(750);
+/// Invalidations a watcher may fall behind by before it is told it lagged.
+const WATCH_BUFFER: usize = 64;
+
+/// What a watcher of one cache's invalidations learns ([`CacheHub::watch`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Evicted {
+    /// A process invalidated this key.
+    Key(Arc<str>),
+    /// Invalidations may have been missed (the feed was (re)established): any key may
+    /// have changed.
+    All,
+}
 
 /// Something the hub can evict from when another replica invalidates a key.
 trait LocalTier: Send + Sync {
@@ -45,6 +57,7 @@ pub struct CacheHub {
     redis: Option<Redis>,
     channel: String,
     caches: RwLock<HashMap<&'static str, Arc<dyn LocalTier>>>,
+    watchers: RwLock<HashMap<&'static str, broadcast::Sender<Evicted>>>,
     subscribed: watch::Sender<bool>,
 }
 
@@ -67,6 +80,7 @@ impl CacheHub {
             redis,
             channel,
             caches: RwLock::new(HashMap::new()),
+            watchers: RwLock::new(HashMap::new()),
             subscribed: watch::channel(false).0,
         })
     }
@@ -128,6 +142,33 @@ impl CacheHub {
         let _ = rx.wait_for(|s| *s).await;
     }
 
+    /// The invalidations of cache `name` that reach this process (every process's, this
+    /// one's included, as they arrive on the shared feed), for what must do more than drop
+    /// a cached copy: closing the streams of a revoked token, say. A receiver that falls
+    /// behind gets `Lagged`, which means the same as [`Evicted::All`].
+    pub fn watch(&self, name: &'static str) -> broadcast::Receiver<Evicted> {
+        let mut watchers = self
+            .watchers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        watchers
+            .entry(name)
+            .or_insert_with(|| broadcast::channel(WATCH_BUFFER).0)
+            .subscribe()
+    }
+
+    /// Tells the watchers of `name`, if any (nothing is allocated when none listens).
+    fn notify(&self, name: &str, evicted: impl FnOnce() -> Evicted) {
+        let watchers = self
+            .watchers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(tx) = watchers.get(name).filter(|tx| tx.receiver_count() > 0) {
+            // An error only means every receiver went away meanwhile.
+            let _ = tx.send(evicted());
+        }
+    }
+
     fn register(&self, name: &'static str, tier: Arc<dyn LocalTier>) {
         if let Ok(mut caches) = self.caches.write() {
             caches.insert(name, tier);
@@ -145,6 +186,7 @@ impl CacheHub {
         if let Some(tier) = tier {
             tier.evict(key).await;
         }
+        self.notify(name, || Evicted::Key(key.into()));
     }
 
     fn clear_all(&self) {
@@ -152,6 +194,14 @@ impl CacheHub {
             for tier in caches.values() {
                 tier.clear();
             }
+        }
+        let names: Vec<&'static str> = self
+            .watchers
+            .read()
+            .map(|w| w.keys().copied().collect())
+            .unwrap_or_default();
+        for name in names {
+            self.notify(name, || Evicted::All);
         }
     }
 

@@ -16,7 +16,7 @@ use std::{
 
 use rookery_kit::{
     Error,
-    cache::{CacheHub, CacheOptions, TieredCache},
+    cache::{CacheHub, CacheOptions, Evicted, TieredCache},
     config::RedisConfig,
     redis::Redis,
     testing,
@@ -349,6 +349,42 @@ async fn broadcast_evicts_l1_of_listening_hubs() {
         .unwrap();
     assert_eq!(t2, Some(account(2, "v1")));
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+    shutdown.cancel();
+}
+
+/// The next thing `rx` hears, within 2 s.
+async fn heard(rx: &mut tokio::sync::broadcast::Receiver<Evicted>) -> Evicted {
+    tokio::time::timeout(Duration::from_secs(2), rx.recv())
+        .await
+        .expect("nothing heard within 2 s")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn watchers_hear_the_invalidations_of_their_cache_only() {
+    // What closes a revoked token's streams: the gateway watches "tokens".
+    let prefix = testing::redis_prefix();
+    let shutdown = CancellationToken::new();
+    let owner = CacheHub::new(Some(real_redis(&prefix)));
+    let hub = CacheHub::new(Some(real_redis(&prefix)));
+    let mut tokens = hub.watch("tokens");
+    let mut accounts = hub.watch("accounts");
+    listen(&hub, &shutdown).await;
+
+    // A subscription may follow a gap in which invalidations were lost: watchers hear so.
+    assert_eq!(heard(&mut tokens).await, Evicted::All);
+    assert_eq!(heard(&mut accounts).await, Evicted::All);
+
+    owner
+        .broadcast("tokens", &["t1".to_owned(), "t2".to_owned()])
+        .await;
+    owner.broadcast("accounts", &["a1".to_owned()]).await;
+    assert_eq!(heard(&mut tokens).await, Evicted::Key("t1".into()));
+    assert_eq!(heard(&mut tokens).await, Evicted::Key("t2".into()));
+    assert_eq!(heard(&mut accounts).await, Evicted::Key("a1".into()));
+    // Each heard only its own cache's keys.
+    assert!(tokens.try_recv().is_err());
+    assert!(accounts.try_recv().is_err());
     shutdown.cancel();
 }
 

@@ -237,9 +237,14 @@ impl Ffmpeg {
             Some(_) if is_resource_error(&tail) => {
                 Err(PipelineError::Internal(format!("{name} failed: {tail}")))
             }
-            Some(code) => Err(PipelineError::Corrupt(format!(
-                "{name} could not process the file (exit {code}): {tail}"
-            ))),
+            // The uploader sees this message: ffmpeg's words stay in our log, since
+            // they name our temporary paths and build.
+            Some(code) => {
+                tracing::info!(program = %name, code, stderr = %tail, "media tool refused a file");
+                Err(PipelineError::Corrupt(format!(
+                    "the file could not be read as audio or video ({name} exit {code})"
+                )))
+            }
             None => Err(PipelineError::Internal(format!(
                 "{name} was killed ({}): {tail}",
                 output.status

@@ -408,6 +408,11 @@ async fn broken_video_is_corrupt() -> TestResult {
         matches!(result, Err(PipelineError::Corrupt(_))),
         "{result:?}"
     );
+    // The uploader is told, but not where our files are.
+    let Err(PipelineError::Corrupt(message)) = &result else {
+        unreachable!()
+    };
+    assert!(!message.contains('/'), "{message}");
 
     // An HLS playlist with a video name is never handed to ffmpeg's probing: it is not
     // sniffed, and forced to the MP4 demuxer it is just broken.

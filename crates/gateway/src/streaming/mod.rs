@@ -24,6 +24,12 @@
 //! when they stop answering; SSE clients get a `:thump` comment. On shutdown every
 //! WebSocket is closed with 1001 and every SSE response ends, so the server drains.
 //!
+//! # Revoked tokens
+//! A revoked token's connections end at once, as in Mastodon: the users service's
+//! revocation broadcast reaches every replica (WebSocket close code 1008, and the SSE
+//! response ends). After a gap in that feed (Redis down), each connection checks its
+//! token at its next refresh instead, at most 30 seconds later.
+//!
 //! # Differences from Mastodon
 //! - Every stream needs a token (Mastodon can be configured to serve `public` and
 //!   `hashtag` anonymously); public and hashtag streams need no particular scope.
@@ -53,9 +59,13 @@ use std::{
 use axum::{Router, routing::get};
 use http::{HeaderMap, StatusCode};
 use moka::future::Cache;
-use rookery_kit::redis::Redis;
+use rookery_kit::{
+    cache::{CacheHub, Evicted, names},
+    redis::Redis,
+};
 use rookery_proto::users::v1 as pb;
 use serde::Deserialize;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::{config::StreamingConfig, error::ApiError, state::AppState};
@@ -95,6 +105,8 @@ pub struct Streaming {
     config: StreamingConfig,
     shutdown: CancellationToken,
     hub: Arc<hub::Hub>,
+    /// The cache invalidation feed, on which the users service announces revoked tokens.
+    caches: Arc<CacheHub>,
     renderer: render::Renderer,
     /// Accounts each reader must not see (blocks either way, mutes).
     exclusions: Cache<i64, Arc<HashSet<i64>>>,
@@ -103,13 +115,20 @@ pub struct Streaming {
 }
 
 impl Streaming {
-    /// The streaming state; connections end when `shutdown` is cancelled. Nothing
-    /// listens until [`Streaming::start`].
-    pub fn new(config: StreamingConfig, redis: Redis, shutdown: CancellationToken) -> Self {
+    /// The streaming state; connections end when `shutdown` is cancelled, or when
+    /// `caches` announces that their token was revoked. Nothing listens until
+    /// [`Streaming::start`].
+    pub fn new(
+        config: StreamingConfig,
+        redis: Redis,
+        caches: Arc<CacheHub>,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             config,
             shutdown,
             hub: hub::Hub::new(redis),
+            caches,
             renderer: render::Renderer::default(),
             exclusions: Cache::builder()
                 .max_capacity(EXCLUSIONS_CAPACITY)
@@ -127,6 +146,11 @@ impl Streaming {
     /// Open connections on this replica.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Token revocations from now on (cache keys of the tokens).
+    fn revocations(&self) -> broadcast::Receiver<Evicted> {
+        self.caches.watch(names::TOKENS)
     }
 
     /// Counts a new connection in, or refuses it (503) when the replica is full.
@@ -218,16 +242,18 @@ fn token(headers: &HeaderMap, params: &Params, with_protocol: bool) -> Option<St
         .map(str::to_owned)
 }
 
-/// Authenticates a streaming request (401 without a valid token).
+/// Authenticates a streaming request (401 without a valid token); returns what the
+/// token resolved to and the token, which the session checks again after a gap in the
+/// revocation feed.
 async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     params: &Params,
     with_protocol: bool,
-) -> Result<crate::auth::Auth, ApiError> {
+) -> Result<(crate::auth::Auth, String), ApiError> {
     let token = token(headers, params, with_protocol)
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "Missing access token"))?;
-    state.authenticate(&token).await
+    Ok((state.authenticate(&token).await?, token))
 }
 
 #[cfg(test)]

@@ -11,9 +11,9 @@ use std::{
     time::Duration,
 };
 
-use rookery_kit::streaming::Kind as Event;
+use rookery_kit::{cache::Evicted, streaming::Kind as Event};
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use super::{
     EXCLUSIONS_TTL, SUBSCRIBE_WAIT,
@@ -30,6 +30,8 @@ pub enum End {
     Shutdown,
     /// The client fell a whole buffer behind.
     TooSlow,
+    /// The token was revoked (or no longer authenticates).
+    Revoked,
 }
 
 /// What a session has next for its client.
@@ -40,10 +42,18 @@ pub enum Next {
     End(End),
 }
 
-/// A client connection.
+/// A client connection. Not `Debug`: it holds the bearer token.
 pub struct Session {
     state: AppState,
     auth: Auth,
+    /// The bearer token, to check again that it still authenticates.
+    token: String,
+    /// Its cache key: the key a revocation invalidates.
+    token_key: String,
+    /// Token revocations reaching this replica (`None` once the feed closed).
+    revocations: Option<broadcast::Receiver<Evicted>>,
+    /// A revocation may have been missed: check the token at the next refresh.
+    recheck: bool,
     /// The reader (0 for app tokens).
     account: i64,
     conn: Arc<Conn>,
@@ -55,10 +65,12 @@ pub struct Session {
 }
 
 impl Session {
-    /// Opens a session for `auth`: reads the reader's exclusions, then counts the
-    /// connection in (503 when the replica is full).
-    pub async fn open(state: &AppState, auth: Auth) -> Result<Self, ApiError> {
+    /// Opens a session for `auth` (what `token` resolved to): reads the reader's
+    /// exclusions, then counts the connection in (503 when the replica is full).
+    pub async fn open(state: &AppState, auth: Auth, token: String) -> Result<Self, ApiError> {
         let streaming = &state.streaming;
+        // Watched before anything else, so a revocation from now on is heard.
+        let revocations = Some(streaming.revocations());
         let account = auth.token.account_id.unwrap_or(0);
         let exclusions = streaming.exclusions(state, account).await?;
         streaming.admit()?;
@@ -69,6 +81,10 @@ impl Session {
         Ok(Self {
             state: state.clone(),
             auth,
+            token_key: crate::auth::token_key(&token),
+            token,
+            revocations,
+            recheck: false,
             account,
             conn,
             rx,
@@ -162,14 +178,35 @@ impl Session {
     }
 
     /// The next event for the client, leaving out statuses involving accounts the
-    /// reader blocks, is blocked by or mutes. Cancel-safe.
+    /// reader blocks, is blocked by or mutes; the end when the token is revoked.
+    /// Cancel-safe.
     pub async fn next(&mut self) -> Next {
         loop {
             let delivery = tokio::select! {
                 biased;
                 () = self.conn.cancel.cancelled() => return Next::End(self.end()),
+                heard = revocation(&mut self.revocations) => {
+                    match heard {
+                        Ok(Evicted::Key(key)) if *key == *self.token_key => {
+                            tracing::info!("streaming token revoked, disconnecting");
+                            return Next::End(End::Revoked);
+                        }
+                        Ok(Evicted::Key(_)) => {}
+                        // Revocations may have been lost: check at the next refresh,
+                        // which each session reaches at its own time (no stampede on
+                        // the users service after a Redis outage).
+                        Ok(Evicted::All) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                            self.recheck = true;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => self.revocations = None,
+                    }
+                    continue;
+                }
                 delivery = self.rx.recv() => delivery,
                 _ = self.refresh.tick() => {
+                    if self.recheck && !self.still_authenticates().await {
+                        return Next::End(End::Revoked);
+                    }
                     self.refresh_exclusions().await;
                     continue;
                 }
@@ -198,6 +235,25 @@ impl Session {
         }
     }
 
+    /// False when the token no longer authenticates; true when it does or the users
+    /// service cannot say (checked again at the next refresh).
+    async fn still_authenticates(&mut self) -> bool {
+        match self.state.authenticate(&self.token).await {
+            Ok(_) => {
+                self.recheck = false;
+                true
+            }
+            Err(e) if e.status == http::StatusCode::UNAUTHORIZED => {
+                tracing::info!("streaming token no longer valid, disconnecting");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.error, "streaming token not rechecked");
+                true
+            }
+        }
+    }
+
     fn end(&self) -> End {
         if self.shutting_down() {
             End::Shutdown
@@ -223,6 +279,16 @@ impl Session {
             Ok(set) => self.exclusions = set,
             Err(e) => tracing::warn!(error = %e.error, "streaming filters not refreshed"),
         }
+    }
+}
+
+/// The next revocation heard; never, once the feed is gone.
+async fn revocation(
+    revocations: &mut Option<broadcast::Receiver<Evicted>>,
+) -> Result<Evicted, broadcast::error::RecvError> {
+    match revocations {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -32,10 +32,10 @@ async fn serve(
     headers: HeaderMap,
     name: &str,
 ) -> Result<Response, ApiError> {
-    let auth = authenticate(&state, &headers, &params, false).await?;
+    let (auth, token) = authenticate(&state, &headers, &params, false).await?;
     let stream = Stream::parse(name, params.tag.as_deref()).map_err(|r| r.into_api_error())?;
     stream.authorize(&auth).map_err(|r| r.into_api_error())?;
-    let mut session = Session::open(&state, auth).await?;
+    let mut session = Session::open(&state, auth, token).await?;
     session
         .subscribe(stream)
         .await

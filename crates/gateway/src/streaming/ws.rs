@@ -39,10 +39,10 @@ pub async fn websocket(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let auth = authenticate(&state, &headers, &params, true).await?;
+    let (auth, token) = authenticate(&state, &headers, &params, true).await?;
     let mut upgrade =
         upgrade.map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))?;
-    let mut session = Session::open(&state, auth).await?;
+    let mut session = Session::open(&state, auth, token).await?;
     let greeting = match params.stream.as_deref() {
         None | Some("") => None,
         Some(name) => match Stream::parse(name, params.tag.as_deref()) {
@@ -75,7 +75,7 @@ const SOCKET_BUFFER: usize = 4 * 1024;
 enum Exit {
     /// Closed by the client, or broken: nothing more to say.
     Gone,
-    /// The session ended (shutdown or too slow).
+    /// The session ended (shutdown, too slow, token revoked).
     Ended(End),
     /// The client sent binary data, which Mastodon refuses with 1003.
     Binary,
@@ -135,6 +135,9 @@ async fn serve(mut socket: WebSocket, mut session: Session, greeting: Option<Str
         Exit::Ended(End::TooSlow) => {}
         Exit::Ended(End::Shutdown) => {
             close(socket, close_code::AWAY, "Server shutting down").await;
+        }
+        Exit::Ended(End::Revoked) => {
+            close(socket, close_code::POLICY, "The access token was revoked").await;
         }
         Exit::Binary => {
             close(
