@@ -102,6 +102,20 @@ async fn connect(stack: &Stack, query: &str, token: &str) -> Ws {
     connect_at(&stack.base, query, token).await
 }
 
+/// Opens the server-sent events of `path` (`user`, `public`, ...) with the token as a
+/// query parameter, as browsers' `EventSource` must.
+async fn sse(stack: &Stack, path: &str, token: &str) -> reqwest::Response {
+    stack
+        .http
+        .get(format!(
+            "{}/api/v1/streaming/{path}?access_token={token}",
+            stack.base
+        ))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The next text frame, as JSON (pings are answered by the client library).
 async fn frame(ws: &mut Ws) -> Value {
     loop {
@@ -332,15 +346,7 @@ async fn server_sent_events_with_a_query_token() {
     let [(author, author_id), (reader, reader_id)] = [people[0].clone(), people[1].clone()];
     let id = post(&stack, &author, "over sse").await;
 
-    let res = stack
-        .http
-        .get(format!(
-            "{}/api/v1/streaming/user?access_token={reader}",
-            stack.base
-        ))
-        .send()
-        .await
-        .unwrap();
+    let res = sse(&stack, "user", &reader).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "text/event-stream");
     // Subscribed before the headers: what is published now arrives.
@@ -454,15 +460,7 @@ async fn revoking_a_token_closes_its_streams_at_once() {
         [people[0].clone(), people[1].clone(), people[2].clone()];
     let mut revoked_ws = connect(&stack, "?stream=public", &reader).await;
     let mut kept_ws = connect(&stack, "?stream=public", &other).await;
-    let sse = stack
-        .http
-        .get(format!(
-            "{}/api/v1/streaming/public?access_token={reader}",
-            stack.base
-        ))
-        .send()
-        .await
-        .unwrap();
+    let sse = sse(&stack, "public", &reader).await;
     assert_eq!(sse.status(), 200);
     let mut sse = sse.bytes_stream();
 
@@ -693,15 +691,7 @@ async fn mentions_and_edits_reach_websocket_and_sse_readers() {
         .to_owned();
     json_ok(stack.act(&reader, &author_id, "follow", &[]).await).await;
     let mut ws = connect(&stack, "?stream=user", &reader).await;
-    let sse = stack
-        .http
-        .get(format!(
-            "{}/api/v1/streaming/user/notification?access_token={reader}",
-            stack.base
-        ))
-        .send()
-        .await
-        .unwrap();
+    let sse = sse(&stack, "user/notification", &reader).await;
     assert_eq!(sse.status(), 200);
 
     // A mention by a followed account: the status as an update, the mention as a
