@@ -59,7 +59,11 @@ pub struct Config {
     /// overload sheds load instead of queueing it: `GATEWAY_MAX_IN_FLIGHT` (default 512).
     pub max_in_flight: usize,
     /// Time a client has to send a request's headers before its connection is closed
-    /// (slowloris): `GATEWAY_HEADER_READ_TIMEOUT_MS` (default 10 000).
+    /// (slowloris): `GATEWAY_HEADER_READ_TIMEOUT_MS` (default 75 000). hyper runs the same
+    /// timer while a keep-alive connection waits for its next request, so this is also
+    /// the idle timeout. It must outlast the upstream keep-alive of the proxy in front
+    /// (ingress-nginx and most load balancers: 60 s); a proxy that reuses a connection
+    /// the gateway is closing fails the request with a 502.
     pub header_read_timeout: Duration,
     /// On SIGTERM, time spent still serving while readiness reports draining, before the
     /// listener closes: `GATEWAY_DRAIN_DELAY_MS` (default 0; Kubernetes' preStop hook
@@ -299,7 +303,7 @@ impl Config {
                 max_connections: env_parse("STREAMING_MAX_CONNECTIONS", 20_000)?,
             },
             max_in_flight: env_parse("GATEWAY_MAX_IN_FLIGHT", 512)?,
-            header_read_timeout: env_millis("GATEWAY_HEADER_READ_TIMEOUT_MS", 10_000)?,
+            header_read_timeout: env_millis("GATEWAY_HEADER_READ_TIMEOUT_MS", 75_000)?,
             drain_delay: env_millis("GATEWAY_DRAIN_DELAY_MS", 0)?,
             rate_limits: RateLimitConfig::from_env()?,
         })
@@ -332,7 +336,7 @@ impl Config {
             account_cache_capacity: 10_000,
             streaming: StreamingConfig::default(),
             max_in_flight: 512,
-            header_read_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(75),
             drain_delay: Duration::ZERO,
             // Tests reach the gateway from loopback: safelisted like any local client.
             rate_limits: Some(RateLimitConfig::default()),
