@@ -455,7 +455,8 @@ mod tests {
     const DOMAIN: &str = "rookery.test";
     const BASE: &str = "https://rookery.test";
 
-    fn targets() -> HashMap<String, MentionTarget<'static>> {
+    /// Mention targets of the fixtures (the property tests use them too).
+    pub(super) fn targets() -> HashMap<String, MentionTarget<'static>> {
         HashMap::from([
             (
                 "alice".to_owned(),
@@ -676,7 +677,7 @@ mod proptests {
 
     use proptest::prelude::*;
 
-    use super::*;
+    use super::{tests::targets, *};
 
     const DOMAIN: &str = "rookery.test";
     const BASE: &str = "https://rookery.test";
@@ -900,25 +901,6 @@ mod proptests {
             .prop_map(str::to_owned),
         ];
         prop::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
-    }
-
-    fn targets() -> HashMap<String, MentionTarget<'static>> {
-        HashMap::from([
-            (
-                "alice".to_owned(),
-                MentionTarget {
-                    username: "Alice",
-                    url: "https://rookery.test/@Alice",
-                },
-            ),
-            (
-                "bob".to_owned(),
-                MentionTarget {
-                    username: "bob",
-                    url: "https://rookery.test/@bob",
-                },
-            ),
-        ])
     }
 
     /// Whether some `#` in `text` is followed by characters that lowercase to `tag`.

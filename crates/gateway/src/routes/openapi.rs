@@ -109,15 +109,15 @@ mod tests {
             .collect()
     }
 
-    /// `/a/{id}/b`, `/a/{account_id}/b` and `/a/{*key}` alike: parameters unnamed.
-    fn shape(path: &str) -> String {
+    /// `path` with each `{param}` replaced by `fill`.
+    fn fill_params(path: &str, fill: &str) -> String {
         let mut out = String::with_capacity(path.len());
         let mut in_param = false;
         for c in path.chars() {
             match c {
                 '{' => {
                     in_param = true;
-                    out.push_str("{}");
+                    out.push_str(fill);
                 }
                 '}' => in_param = false,
                 _ if !in_param => out.push(c),
@@ -127,27 +127,20 @@ mod tests {
         out
     }
 
+    /// `/a/{id}/b`, `/a/{account_id}/b` and `/a/{*key}` alike: parameters unnamed.
+    fn shape(path: &str) -> String {
+        fill_params(path, "{}")
+    }
+
     /// A concrete request path for a documented template.
     fn concrete(path: &str) -> String {
-        let mut out = String::with_capacity(path.len());
-        let mut in_param = false;
-        for c in path.chars() {
-            match c {
-                '{' => {
-                    in_param = true;
-                    // A wildcard (`/system/media/{*key}`) takes slashes too.
-                    out.push_str(if path.starts_with("/system/media/") {
-                        "a/b/c.png"
-                    } else {
-                        "1"
-                    });
-                }
-                '}' => in_param = false,
-                _ if !in_param => out.push(c),
-                _ => {}
-            }
-        }
-        out
+        // A wildcard (`/system/media/{*key}`) takes slashes too.
+        let value = if path.starts_with("/system/media/") {
+            "a/b/c.png"
+        } else {
+            "1"
+        };
+        fill_params(path, value)
     }
 
     /// Every route of the app (ops endpoints aside); unmatched requests answer
